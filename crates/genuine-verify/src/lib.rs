@@ -1,1 +1,360 @@
-//! placeholder
+//! Strict offline verification of Genuine tokens.
+//!
+//! A [`Verifier`] is built from the service's published JWKS (ES256 and EdDSA
+//! keys) or from an HS256 secret, plus [`Expectations`] (issuer, audience,
+//! leeway). [`Verifier::verify`] takes the token and the current time and
+//! returns the [`Claims`] or a [`VerifyError`] naming the failed check.
+//!
+//! It is stricter than general JWT libraries: the algorithm comes from the key
+//! that `kid` selects and the header's `alg` must equal it; `alg: none`,
+//! `crit`, and keys offered in the header (`jku`, `x5u`, `jwk`, `x5c`) are
+//! refused; base64url must be canonical; `exp`, `nbf`, `iat` must be integers;
+//! tokens over 8 KiB are refused; HMAC tags are compared in constant time.
+//!
+//! # Example
+//!
+//! ```
+//! use genuine_verify::{Expectations, Verifier};
+//!
+//! let secret = [7u8; 32];
+//! let verifier = Verifier::from_hs256_secret("k1", &secret, Expectations {
+//!     issuer: "https://genuine.example.com/v1/accounts/default".into(),
+//!     audiences: vec!["api.example.com".into()],
+//!     leeway_secs: 0,
+//! })?;
+//! // A token minted elsewhere; this one is not valid for the verifier.
+//! let err = verifier.verify("e30.e30.AAAA", 1_700_000_000).unwrap_err();
+//! assert_eq!(err.to_string(), "token header is invalid");
+//! # Ok::<(), genuine_verify::VerifyError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod jwks;
+
+pub use jwks::{Jwk, Jwks};
+
+use data_encoding::BASE64URL_NOPAD;
+use ring::{hmac, signature};
+use serde::Deserialize;
+
+/// Largest accepted token, in bytes.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// A signing algorithm this verifier accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// ECDSA P-256 with SHA-256, fixed-size signature.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+    /// HMAC-SHA256.
+    Hs256,
+}
+
+impl Algorithm {
+    /// The JOSE name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Hs256 => "HS256",
+        }
+    }
+
+    /// Parses a JOSE name; only the three supported ones.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ES256" => Some(Self::Es256),
+            "EdDSA" => Some(Self::EdDsa),
+            "HS256" => Some(Self::Hs256),
+            _ => None,
+        }
+    }
+}
+
+/// What a token must show besides a good signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expectations {
+    /// Required `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (the token's audience must be one of them).
+    pub audiences: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, seconds (0 by default).
+    pub leeway_secs: u64,
+}
+
+enum KeyMaterial {
+    Es256(Vec<u8>),
+    EdDsa(Vec<u8>),
+    Hs256(hmac::Key),
+}
+
+struct KeyRecord {
+    kid: String,
+    material: KeyMaterial,
+}
+
+impl KeyRecord {
+    fn alg(&self) -> Algorithm {
+        match self.material {
+            KeyMaterial::Es256(_) => Algorithm::Es256,
+            KeyMaterial::EdDsa(_) => Algorithm::EdDsa,
+            KeyMaterial::Hs256(_) => Algorithm::Hs256,
+        }
+    }
+
+    fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+        match &self.material {
+            KeyMaterial::Es256(point) => {
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
+            }
+            KeyMaterial::EdDsa(pk) => signature::UnparsedPublicKey::new(&signature::ED25519, pk)
+                .verify(message, sig)
+                .is_ok(),
+            // ring compares the tags in constant time.
+            KeyMaterial::Hs256(key) => hmac::verify(key, message, sig).is_ok(),
+        }
+    }
+}
+
+/// The claims of a Genuine token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+pub struct Claims {
+    /// Issuer: the service's URL for the account.
+    pub iss: String,
+    /// Audience: the API domain.
+    pub aud: String,
+    /// Subject: the app id.
+    #[serde(default)]
+    pub sub: Option<String>,
+    /// Issued at, Unix seconds.
+    #[serde(default)]
+    pub iat: Option<i64>,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+    /// Not before, Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// Token id.
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// Device id.
+    #[serde(default)]
+    pub did: Option<String>,
+    /// Attestation response code (opaque).
+    #[serde(default)]
+    pub arc: Option<String>,
+    /// Binding: `b64url(SHA-256(bound data))`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pay: Option<String>,
+    /// Client address, when the policy asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// Why a token was refused: one variant per check.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is over [`MAX_TOKEN_LEN`].
+    #[error("token is larger than 8 KiB")]
+    TooLarge,
+    /// Not three dot-separated parts.
+    #[error("token is not a compact JWS")]
+    NotCompact,
+    /// A part is not canonical unpadded base64url.
+    #[error("token {0} is not canonical base64url")]
+    BadBase64(&'static str),
+    /// The header is not JSON, has a duplicate or unknown member (`crit`,
+    /// `jku`, `x5u`, `jwk`, `x5c`, …), or a member of the wrong type.
+    #[error("token header is invalid")]
+    BadHeader,
+    /// `alg` is not ES256, EdDSA or HS256 (refuses `none`).
+    #[error("token alg is not supported")]
+    UnsupportedAlg,
+    /// No key with the token's `kid` (or no `kid` with several keys).
+    #[error("token kid names no known key")]
+    UnknownKey,
+    /// The header's `alg` differs from the selected key's.
+    #[error("token alg does not match its key")]
+    AlgMismatch,
+    /// The signature does not verify.
+    #[error("token signature does not verify")]
+    BadSignature,
+    /// The claims are not JSON of the right shape (names the problem).
+    #[error("token claims are invalid: {0}")]
+    BadClaims(String),
+    /// `exp` has passed (beyond the leeway).
+    #[error("token has expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token is not yet valid")]
+    NotYetValid,
+    /// `iss` differs from the expected issuer.
+    #[error("token issuer is not the expected one")]
+    WrongIssuer,
+    /// `aud` is none of the expected audiences.
+    #[error("token audience is not an expected one")]
+    WrongAudience,
+    /// Binding is required and the token has no `pay`.
+    #[error("token has no binding (pay) but one is required")]
+    BindingMissing,
+    /// `pay` does not equal the hash of the request data.
+    #[error("token binding does not match the request")]
+    BindingMismatch,
+    /// A key could not be loaded (names the problem).
+    #[error("key is not usable: {0}")]
+    BadKey(String),
+}
+
+/// A verifier for tokens of one issuer.
+pub struct Verifier {
+    keys: Vec<KeyRecord>,
+    expect: Expectations,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field(
+                "kids",
+                &self.keys.iter().map(|k| &k.kid).collect::<Vec<_>>(),
+            )
+            .field("expect", &self.expect)
+            .finish()
+    }
+}
+
+impl Verifier {
+    /// A verifier from a published JWKS. Keys of other types are ignored.
+    ///
+    /// # Errors
+    /// [`VerifyError::BadKey`] if a supported key is malformed.
+    pub fn from_jwks(jwks: &Jwks, expect: Expectations) -> Result<Self, VerifyError> {
+        let mut keys = Vec::new();
+        for jwk in &jwks.keys {
+            if let Some((kid, material)) = jwk.to_material()? {
+                keys.push(KeyRecord { kid, material });
+            }
+        }
+        Ok(Self { keys, expect })
+    }
+
+    /// A verifier from an HS256 secret and its `kid`.
+    ///
+    /// # Errors
+    /// [`VerifyError::BadKey`] if the secret is shorter than 32 bytes.
+    pub fn from_hs256_secret(
+        kid: &str,
+        secret: &[u8],
+        expect: Expectations,
+    ) -> Result<Self, VerifyError> {
+        if secret.len() < 32 {
+            return Err(VerifyError::BadKey(
+                "HS256 secret shorter than 32 bytes".into(),
+            ));
+        }
+        Ok(Self {
+            keys: vec![KeyRecord {
+                kid: kid.to_owned(),
+                material: KeyMaterial::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+            }],
+            expect,
+        })
+    }
+
+    /// Verifies a token at `now` (Unix seconds) and returns its claims.
+    ///
+    /// # Errors
+    /// [`VerifyError`] naming the first failed check.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::NotCompact);
+        };
+        let header = decode(h, "header")?;
+        let header: Header = serde_json::from_slice(&header).map_err(|_| VerifyError::BadHeader)?;
+        let alg = Algorithm::from_name(&header.alg).ok_or(VerifyError::UnsupportedAlg)?;
+        let key = match &header.kid {
+            Some(kid) => self.keys.iter().find(|k| &k.kid == kid),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+        .ok_or(VerifyError::UnknownKey)?;
+        if key.alg() != alg {
+            return Err(VerifyError::AlgMismatch);
+        }
+        let sig = decode(s, "signature")?;
+        let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
+        if !key.verify(signing_input, &sig) {
+            return Err(VerifyError::BadSignature);
+        }
+        let _ = header.typ;
+        let claims = decode(p, "payload")?;
+        let claims: Claims =
+            serde_json::from_slice(&claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+        let leeway = i64::try_from(self.expect.leeway_secs).unwrap_or(i64::MAX);
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(VerifyError::Expired);
+        }
+        if let Some(nbf) = claims.nbf {
+            if now.saturating_add(leeway) < nbf {
+                return Err(VerifyError::NotYetValid);
+            }
+        }
+        if claims.iss != self.expect.issuer {
+            return Err(VerifyError::WrongIssuer);
+        }
+        if !self.expect.audiences.iter().any(|a| a == &claims.aud) {
+            return Err(VerifyError::WrongAudience);
+        }
+        Ok(claims)
+    }
+
+    /// Checks a verified token's binding against the request data it is bound to.
+    ///
+    /// # Errors
+    /// [`VerifyError::BindingMissing`] or [`VerifyError::BindingMismatch`].
+    pub fn check_binding(claims: &Claims, bound_data: &[u8]) -> Result<(), VerifyError> {
+        let pay = claims.pay.as_deref().ok_or(VerifyError::BindingMissing)?;
+        let expected = ring::digest::digest(&ring::digest::SHA256, bound_data);
+        let expected = BASE64URL_NOPAD.encode(expected.as_ref());
+        let same = pay.len() == expected.len()
+            && pay
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(VerifyError::BindingMismatch)
+        }
+    }
+}
+
+fn decode(part: &str, name: &'static str) -> Result<Vec<u8>, VerifyError> {
+    BASE64URL_NOPAD
+        .decode(part.as_bytes())
+        .map_err(|_| VerifyError::BadBase64(name))
+}

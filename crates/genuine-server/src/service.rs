@@ -1,0 +1,505 @@
+//! The service: account snapshots, the attestation plane and token minting.
+//! Admin operations are in [`crate::admin`]; HTTP wiring in [`crate::http`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use genuine_protocol::evidence::{ParsedEvidence, is_identifier};
+use genuine_protocol::measure::AppDigest;
+use genuine_protocol::nonce::{NonceError, NonceKey};
+use genuine_protocol::wire::{
+    AttestRequest, AttestResponse, ChallengeRequest, ChallengeResponse, Rejection,
+};
+use genuine_protocol::{ArcKey, ReasonSet, b64};
+use genuine_verify::{Algorithm, Jwks};
+use ring::rand::SystemRandom;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::keys::{KeyError, MasterKey, SigningKey, phantom_kid};
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::replay::ReplayGuard;
+use crate::store::{ApiRow, Store};
+use crate::verdict::{self, DeviceAction, NonceStatus, Registration, VerdictContext};
+
+/// The source of time. Everything that decides reads time from here.
+pub trait Clock: Send + Sync + 'static {
+    /// Unix seconds.
+    fn now(&self) -> i64;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
+/// One API domain's keys, loaded and decrypted.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The stored row.
+    pub row: ApiRow,
+    /// The key that signs valid tokens now.
+    pub active: Arc<SigningKey>,
+    /// The never-published key that signs decoys.
+    pub decoy: Arc<SigningKey>,
+    /// All signing keys with the time until which each stays published
+    /// (`None`: active).
+    pub signing: Vec<(Arc<SigningKey>, Option<i64>)>,
+}
+
+/// An account's state as the attestation plane needs it, cached in memory
+/// and dropped on every admin write to the account.
+#[derive(Debug)]
+pub struct AccountState {
+    /// Account name.
+    pub name: String,
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// The policy.
+    pub policy: Policy,
+    /// API domains.
+    pub apis: HashMap<String, ApiState>,
+    /// Registrations by (app id, platform).
+    pub registrations: HashMap<(String, String), Vec<Registration>>,
+    /// Device overrides.
+    pub devices: HashMap<String, DeviceAction>,
+}
+
+/// The claims of every token, valid or decoy: the same names in the same order.
+#[derive(Debug, Serialize)]
+pub(crate) struct TokenClaims<'a> {
+    pub(crate) iss: &'a str,
+    pub(crate) aud: &'a str,
+    pub(crate) sub: &'a str,
+    pub(crate) iat: i64,
+    pub(crate) exp: i64,
+    pub(crate) jti: String,
+    pub(crate) did: &'a str,
+    pub(crate) arc: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) pay: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) ip: Option<String>,
+}
+
+/// The attestation service.
+pub struct Service {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) master: MasterKey,
+    nonce_key: NonceKey,
+    nonce_ttl: u64,
+    replay: Arc<dyn ReplayGuard>,
+    pub(crate) rng: SystemRandom,
+    public_url: String,
+    cache: RwLock<HashMap<String, Arc<AccountState>>>,
+    phantom: SigningKey,
+    pub(crate) metrics: Metrics,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts a [`Service`] is built from.
+pub struct ServiceParts {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The master key.
+    pub master: MasterKey,
+    /// The replay guard.
+    pub replay: Arc<dyn ReplayGuard>,
+    /// Public base URL (no trailing slash).
+    pub public_url: String,
+    /// Nonce lifetime, seconds.
+    pub nonce_ttl_secs: u64,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+pub(crate) fn random_id(rng: &SystemRandom, prefix: &str, len: usize) -> Result<String, KeyError> {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; len];
+    rng.fill(&mut b).map_err(|_| KeyError::Random)?;
+    Ok(format!("{prefix}{}", b64::encode(&b)))
+}
+
+impl Service {
+    /// Builds a service; the nonce key is fresh random (a restart invalidates
+    /// outstanding nonces).
+    ///
+    /// # Errors
+    /// [`KeyError::Random`] if the random source fails.
+    pub fn new(parts: ServiceParts) -> Result<Self, KeyError> {
+        let rng = SystemRandom::new();
+        let nonce_key = NonceKey::generate(&rng).map_err(|_| KeyError::Random)?;
+        let (phantom, _) = SigningKey::generate(Algorithm::Es256, String::new(), &rng)?;
+        Ok(Self {
+            store: parts.store,
+            master: parts.master,
+            nonce_key,
+            nonce_ttl: parts.nonce_ttl_secs,
+            replay: parts.replay,
+            rng,
+            public_url: parts.public_url,
+            cache: RwLock::new(HashMap::new()),
+            phantom,
+            metrics: Metrics::new(),
+            clock: parts.clock,
+        })
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The `iss` of an account's tokens.
+    #[must_use]
+    pub fn issuer(&self, account: &str) -> String {
+        format!("{}/v1/accounts/{account}", self.public_url)
+    }
+
+    pub(crate) fn arc_key(&self, account: &str) -> ArcKey {
+        let mut label = b"genuine/arc/v1\0".to_vec();
+        label.extend_from_slice(account.as_bytes());
+        ArcKey::from_bytes(&self.master.derive(&label))
+    }
+
+    /// Drops the cached state of an account (after every admin write to it).
+    pub fn invalidate(&self, account: &str) {
+        if let Ok(mut c) = self.cache.write() {
+            c.remove(account);
+        }
+    }
+
+    /// The account's state, from the cache or loaded from the store.
+    ///
+    /// # Errors
+    /// [`ApiError::StoreUnavailable`] if the store fails.
+    pub async fn state(&self, account: &str) -> Result<Option<Arc<AccountState>>, ApiError> {
+        if let Some(s) = self.cache.read().ok().and_then(|c| c.get(account).cloned()) {
+            return Ok(Some(s));
+        }
+        let loaded = self
+            .load_state(account)
+            .await
+            .inspect_err(|_| self.metrics.store_error())?;
+        if let Some(s) = &loaded {
+            if let Ok(mut c) = self.cache.write() {
+                c.insert(account.to_owned(), s.clone());
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn load_state(&self, account: &str) -> Result<Option<Arc<AccountState>>, ApiError> {
+        let Some(row) = self.store.account(account).await? else {
+            return Ok(None);
+        };
+        let policy: Policy = serde_json::from_str(&row.policy).map_err(|e| {
+            tracing::error!(account, error = %e, "stored policy is corrupt");
+            ApiError::Internal
+        })?;
+        let mut apis = HashMap::new();
+        let keys = self.store.keys(account).await?;
+        for api in self.store.apis(account).await? {
+            let alg = Algorithm::from_name(&api.alg).ok_or(ApiError::Internal)?;
+            let mut active = None;
+            let mut decoy = None;
+            let mut signing = Vec::new();
+            for k in keys.iter().filter(|k| k.domain == api.domain) {
+                let doc = self
+                    .master
+                    .open(&seal_context(&k.kid, &k.purpose), &k.private_enc)?;
+                let key = Arc::new(SigningKey::load(alg, k.kid.clone(), &doc, &self.rng)?);
+                match (k.purpose.as_str(), k.retired_at) {
+                    ("decoy", _) => decoy = Some(key),
+                    ("signing", None) => {
+                        active = Some(key.clone());
+                        signing.push((key, None));
+                    }
+                    ("signing", Some(_)) => signing.push((key, k.publish_until)),
+                    _ => return Err(ApiError::Internal),
+                }
+            }
+            let (Some(active), Some(decoy)) = (active, decoy) else {
+                tracing::error!(account, domain = %api.domain, "API has no active or decoy key");
+                return Err(ApiError::Internal);
+            };
+            apis.insert(
+                api.domain.clone(),
+                ApiState {
+                    row: api,
+                    active,
+                    decoy,
+                    signing,
+                },
+            );
+        }
+        let mut registrations: HashMap<(String, String), Vec<Registration>> = HashMap::new();
+        for r in self.store.registrations(account, None).await? {
+            let digest: [u8; 32] = r
+                .digest
+                .as_slice()
+                .try_into()
+                .map_err(|_| ApiError::Internal)?;
+            registrations
+                .entry((r.app_id, r.platform))
+                .or_default()
+                .push(Registration {
+                    id: r.id,
+                    alg: r.alg,
+                    digest: AppDigest(digest),
+                    expires_at: r.expires_at,
+                });
+        }
+        let devices = self
+            .store
+            .devices(account)
+            .await?
+            .into_iter()
+            .map(|d| {
+                let action = if d.action == "allow" {
+                    DeviceAction::Allow
+                } else {
+                    DeviceAction::Block
+                };
+                (d.device_id, action)
+            })
+            .collect();
+        Ok(Some(Arc::new(AccountState {
+            name: row.name,
+            issuer: self.issuer(account),
+            policy,
+            apis,
+            registrations,
+            devices,
+        })))
+    }
+
+    /// `POST /v1/challenge`.
+    ///
+    /// # Errors
+    /// [`ApiError`] for bad fields, an unknown account or an unavailable store.
+    pub async fn challenge(&self, req: &ChallengeRequest) -> Result<ChallengeResponse, ApiError> {
+        for (field, v) in [("account", &req.account), ("app_id", &req.app_id)] {
+            if !is_identifier(v) {
+                return Err(ApiError::InvalidField {
+                    field,
+                    message: "must be 1 to 255 characters, no control characters".into(),
+                });
+            }
+        }
+        if self.state(&req.account).await?.is_none() {
+            return Err(ApiError::AccountUnknown);
+        }
+        let now = u64::try_from(self.clock.now()).unwrap_or(0);
+        let issued = self
+            .nonce_key
+            .issue(&self.rng, &req.account, &req.app_id, now, self.nonce_ttl)
+            .map_err(|_| ApiError::Internal)?;
+        self.metrics.challenge();
+        Ok(ChallengeResponse {
+            nonce: issued.nonce,
+            expires_in: self.nonce_ttl,
+        })
+    }
+
+    /// `POST /v1/attest`: always a token for well-formed evidence, valid or decoy.
+    ///
+    /// # Errors
+    /// [`ApiError`] for malformed evidence (400) or an unavailable store or
+    /// replay guard (503: no token is issued without the checks).
+    pub async fn attest(
+        &self,
+        req: &AttestRequest,
+        client_ip: Option<IpAddr>,
+    ) -> Result<AttestResponse, ApiError> {
+        let started = Instant::now();
+        let parsed = ParsedEvidence::parse(&req.evidence)?;
+        let verified = parsed.verify();
+        if let Err(e) = &verified {
+            tracing::debug!(error = %e, "evidence invalid");
+        }
+        let verified = verified.ok();
+        let routing = parsed.routing();
+        let (account, app_id, api, nonce) = match &verified {
+            Some(v) => (
+                v.claims.account.clone(),
+                v.claims.app_id.clone(),
+                v.claims.api.clone(),
+                Some(v.claims.nonce.clone()),
+            ),
+            None => (
+                routing.account.unwrap_or_default(),
+                routing.app_id.unwrap_or_default(),
+                routing.api.unwrap_or_default(),
+                routing.nonce,
+            ),
+        };
+        let now = self.clock.now();
+        let state = self.state(&account).await?;
+
+        // Nonce: MAC (binds account and app), expiry, then single use.
+        let mut nonce_bytes = None;
+        let nonce_status = match nonce.as_deref() {
+            None => NonceStatus::Invalid,
+            Some(n) => {
+                nonce_bytes = b64::decode(n).ok();
+                match self
+                    .nonce_key
+                    .check(n, &account, &app_id, u64::try_from(now).unwrap_or(0))
+                {
+                    Ok(c) => {
+                        let exp = i64::try_from(c.expires_at).unwrap_or(i64::MAX);
+                        if self.replay.first_use(c.id, exp, now).await? {
+                            NonceStatus::Fresh
+                        } else {
+                            NonceStatus::Replayed
+                        }
+                    }
+                    Err(NonceError::Expired) => NonceStatus::Expired,
+                    Err(_) => NonceStatus::Invalid,
+                }
+            }
+        };
+
+        let api_state = state.as_ref().and_then(|s| s.apis.get(&api));
+        let ctx = VerdictContext {
+            policy: state.as_ref().map(|s| s.policy.clone()).unwrap_or_default(),
+            api_known: api_state.is_some(),
+            registrations: state.as_ref().map(|s| &s.registrations),
+            devices: state.as_ref().map(|s| &s.devices),
+        };
+        let verdict = verdict::evaluate(
+            &ctx,
+            nonce_status,
+            nonce_bytes.as_deref(),
+            verified.as_ref(),
+            now,
+        );
+
+        let did = verified
+            .as_ref()
+            .map_or_else(|| parsed.key().device_id(), |v| v.device_id.clone());
+        let pay = verified
+            .as_ref()
+            .and_then(|v| v.binding.map(|b| b64::encode(&b)));
+        let ip = (ctx.policy.token.ip)
+            .then(|| client_ip.map(|i| i.to_string()))
+            .flatten();
+        let ttl = api_state.map_or(300, |a| a.row.ttl_secs);
+        let arc = self
+            .arc_key(&account)
+            .encode(&self.rng, verdict.reasons)
+            .map_err(|_| ApiError::Internal)?;
+        let issuer = self.issuer(&account);
+        let claims = TokenClaims {
+            iss: &issuer,
+            aud: &api,
+            sub: &app_id,
+            iat: now,
+            exp: now.saturating_add(ttl),
+            jti: random_id(&self.rng, "", 16)?,
+            did: &did,
+            arc: arc.clone(),
+            pay,
+            ip,
+        };
+        let claims = serde_json::to_value(&claims).map_err(|_| ApiError::Internal)?;
+        let token = match api_state {
+            Some(a) if verdict.valid => a.active.mint(&self.rng, a.active.kid(), &claims)?,
+            Some(a) => a.decoy.mint(&self.rng, a.active.kid(), &claims)?,
+            None => self.phantom.mint(
+                &self.rng,
+                &phantom_kid(&self.master, &account, &api),
+                &claims,
+            )?,
+        };
+
+        let names = verdict.reasons.names();
+        if let Some(v) = &verified {
+            self.metrics.unknown_signals(v.claims.signals.other.keys());
+        }
+        self.metrics.attestation(
+            state.as_ref().map(|s| s.name.as_str()),
+            verdict.valid,
+            &names,
+            now.div_euclid(3600),
+            started.elapsed().as_secs_f64(),
+        );
+        tracing::info!(
+            account = %account, app_id = %app_id, api = %api, did = %did,
+            outcome = if verdict.valid { "valid" } else { "decoy" },
+            allowed = verdict.allowed, reasons = ?names, "attestation"
+        );
+        let rejection = (!verdict.valid && ctx.policy.reveal_reasons).then(|| Rejection {
+            arc,
+            reasons: names.iter().map(|s| (*s).to_owned()).collect(),
+        });
+        Ok(AttestResponse {
+            token,
+            expires_in: u64::try_from(ttl).unwrap_or(0),
+            rejection,
+        })
+    }
+
+    /// The published JWKS of an account: every API's active signing key and
+    /// retired ones until their last token has expired. Never HS256 secrets,
+    /// never decoy keys.
+    ///
+    /// # Errors
+    /// [`ApiError::AccountUnknown`] or [`ApiError::StoreUnavailable`].
+    pub async fn jwks(&self, account: &str) -> Result<Jwks, ApiError> {
+        let state = self.state(account).await?.ok_or(ApiError::AccountUnknown)?;
+        let now = self.clock.now();
+        let mut keys = Vec::new();
+        for api in state.apis.values() {
+            for (k, until) in &api.signing {
+                if until.is_none_or(|u| u > now) {
+                    keys.extend(k.public_jwk());
+                }
+            }
+        }
+        keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+        Ok(Jwks { keys })
+    }
+
+    /// Encodes reasons for an example token.
+    pub(crate) fn example_arc(
+        &self,
+        account: &str,
+        reasons: ReasonSet,
+    ) -> Result<String, ApiError> {
+        self.arc_key(account)
+            .encode(&self.rng, reasons)
+            .map_err(|_| ApiError::Internal)
+    }
+}
+
+/// Associated data binding a sealed private key to its id and purpose.
+pub(crate) fn seal_context(kid: &str, purpose: &str) -> String {
+    format!("genuine/key/v1/{purpose}/{kid}")
+}

@@ -1,0 +1,212 @@
+//! Persistent state behind the service: the [`Store`] trait and its embedded
+//! SQLite implementation.
+//!
+//! Every method is one atomic operation; a method that returned `Ok` has made
+//! its write durable (SQLite WAL with `synchronous = FULL`). The trait deals in
+//! plain rows: encryption of private keys and hashing of admin tokens happen
+//! above it, so a PostgreSQL implementation stores the same bytes.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The engine could not be reached or failed; the operation may be retried.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A row with the same key exists.
+    #[error("already exists")]
+    Conflict,
+    /// A referenced row does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A stored value could not be decoded.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// An account row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    /// Account name.
+    pub name: String,
+    /// The policy, as JSON.
+    pub policy: String,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// An admin token row (hash only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminTokenRow {
+    /// Token id (public).
+    pub id: String,
+    /// Account the token belongs to.
+    pub account: String,
+    /// `admin` or `dev`.
+    pub role: String,
+    /// SHA-256 of the token text.
+    pub token_hash: Vec<u8>,
+    /// Free label.
+    pub label: Option<String>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// An API domain row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiRow {
+    /// Account.
+    pub account: String,
+    /// API domain (the tokens' `aud`).
+    pub domain: String,
+    /// `ES256`, `EdDSA` or `HS256`.
+    pub alg: String,
+    /// Token lifetime, seconds.
+    pub ttl_secs: i64,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+}
+
+/// A key of an API's key set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRow {
+    /// Key id.
+    pub kid: String,
+    /// Account.
+    pub account: String,
+    /// API domain.
+    pub domain: String,
+    /// `signing` (published, signs valid tokens) or `decoy` (never published).
+    pub purpose: String,
+    /// Algorithm.
+    pub alg: String,
+    /// The private key (PKCS#8 or HMAC secret), encrypted under the master key.
+    pub private_enc: Vec<u8>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// When a signing key stopped signing (rotation).
+    pub retired_at: Option<i64>,
+    /// Until when a retired signing key stays published.
+    pub publish_until: Option<i64>,
+}
+
+/// A registration of an app digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistrationRow {
+    /// Registration id.
+    pub id: String,
+    /// Account.
+    pub account: String,
+    /// App id.
+    pub app_id: String,
+    /// Platform, e.g. `linux`.
+    pub platform: String,
+    /// Measurement algorithm.
+    pub alg: String,
+    /// The 32-byte digest.
+    pub digest: Vec<u8>,
+    /// App version label.
+    pub version: Option<String>,
+    /// Creation time, Unix seconds.
+    pub created_at: i64,
+    /// Expiry, Unix seconds; `None` never expires.
+    pub expires_at: Option<i64>,
+}
+
+/// A per-device override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceRow {
+    /// Account.
+    pub account: String,
+    /// Device id.
+    pub device_id: String,
+    /// `allow` or `block`.
+    pub action: String,
+    /// Free note.
+    pub note: Option<String>,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// One attestation counter cell.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CountKey {
+    /// Account.
+    pub account: String,
+    /// Hour bucket: Unix seconds / 3600.
+    pub hour: i64,
+    /// `valid` or `decoy`.
+    pub outcome: String,
+    /// A reason name, or empty for the outcome total.
+    pub reason: String,
+}
+
+/// The persistent state of the service. Implementations: [`SqliteStore`];
+/// PostgreSQL follows with the cluster-mode work.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the engine answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates an account; [`StoreError::Conflict`] if it exists.
+    async fn create_account(&self, row: &AccountRow) -> Result<(), StoreError>;
+    /// An account by name.
+    async fn account(&self, name: &str) -> Result<Option<AccountRow>, StoreError>;
+    /// Replaces an account's policy.
+    async fn set_policy(&self, account: &str, policy: &str) -> Result<(), StoreError>;
+
+    /// Stores an admin token (hash only).
+    async fn insert_admin_token(&self, row: &AdminTokenRow) -> Result<(), StoreError>;
+    /// The admin token with this hash.
+    async fn admin_token_by_hash(&self, hash: &[u8]) -> Result<Option<AdminTokenRow>, StoreError>;
+
+    /// Creates an API with its initial keys, atomically.
+    async fn insert_api(&self, api: &ApiRow, keys: &[KeyRow]) -> Result<(), StoreError>;
+    /// The APIs of an account.
+    async fn apis(&self, account: &str) -> Result<Vec<ApiRow>, StoreError>;
+    /// Deletes an API and its keys; `false` if there was none.
+    async fn delete_api(&self, account: &str, domain: &str) -> Result<bool, StoreError>;
+    /// Rotation, atomically: retires the current signing key (publishing it
+    /// until `publish_until`) and inserts the new signing key.
+    async fn rotate_key(
+        &self,
+        new_key: &KeyRow,
+        retired_at: i64,
+        publish_until: i64,
+    ) -> Result<(), StoreError>;
+    /// All keys of an account's APIs.
+    async fn keys(&self, account: &str) -> Result<Vec<KeyRow>, StoreError>;
+
+    /// Stores a registration.
+    async fn insert_registration(&self, row: &RegistrationRow) -> Result<(), StoreError>;
+    /// The registrations of an account, optionally of one app.
+    async fn registrations(
+        &self,
+        account: &str,
+        app_id: Option<&str>,
+    ) -> Result<Vec<RegistrationRow>, StoreError>;
+    /// Deletes a registration; `false` if there was none.
+    async fn delete_registration(&self, account: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Creates or replaces a device override.
+    async fn upsert_device(&self, row: &DeviceRow) -> Result<(), StoreError>;
+    /// Deletes a device override; `false` if there was none.
+    async fn delete_device(&self, account: &str, device_id: &str) -> Result<bool, StoreError>;
+    /// The device overrides of an account.
+    async fn devices(&self, account: &str) -> Result<Vec<DeviceRow>, StoreError>;
+
+    /// Adds to attestation counters.
+    async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError>;
+    /// Counter cells of an account from hour bucket `from_hour` on.
+    async fn counts_since(
+        &self,
+        account: &str,
+        from_hour: i64,
+    ) -> Result<Vec<(CountKey, i64)>, StoreError>;
+}

@@ -1,0 +1,473 @@
+//! The embedded store: one SQLite file in the data dir.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+
+use super::{
+    AccountRow, AdminTokenRow, ApiRow, CountKey, DeviceRow, KeyRow, RegistrationRow, Store,
+    StoreError,
+};
+
+/// [`Store`] on SQLite (WAL journal, `synchronous = FULL`, foreign keys on).
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies migrations.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the file cannot be opened or migrated.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(map_err)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        Self::connect(options, 8).await
+    }
+
+    /// An in-memory database (tests, benchmarks).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if SQLite fails.
+    pub async fn in_memory() -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(map_err)?
+            .foreign_keys(true);
+        // One connection: every connection to :memory: is its own database.
+        Self::connect(options, 1).await
+    }
+
+    async fn connect(options: SqliteConnectOptions, max: u32) -> Result<Self, StoreError> {
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        Ok(Self { pool })
+    }
+
+    /// Closes the pool, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn key_row(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
+    Ok(KeyRow {
+        kid: r.try_get("kid")?,
+        account: r.try_get("account")?,
+        domain: r.try_get("domain")?,
+        purpose: r.try_get("purpose")?,
+        alg: r.try_get("alg")?,
+        private_enc: r.try_get("private_enc")?,
+        created_at: r.try_get("created_at")?,
+        retired_at: r.try_get("retired_at")?,
+        publish_until: r.try_get("publish_until")?,
+    })
+}
+
+fn registration_row(r: &SqliteRow) -> Result<RegistrationRow, sqlx::Error> {
+    Ok(RegistrationRow {
+        id: r.try_get("id")?,
+        account: r.try_get("account")?,
+        app_id: r.try_get("app_id")?,
+        platform: r.try_get("platform")?,
+        alg: r.try_get("alg")?,
+        digest: r.try_get("digest")?,
+        version: r.try_get("version")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    async fn create_account(&self, row: &AccountRow) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO accounts (name, policy, created_at) VALUES (?, ?, ?)")
+            .bind(&row.name)
+            .bind(&row.policy)
+            .bind(row.created_at)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    async fn account(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
+        let row = sqlx::query("SELECT name, policy, created_at FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(AccountRow {
+                name: r.try_get("name")?,
+                policy: r.try_get("policy")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn set_policy(&self, account: &str, policy: &str) -> Result<(), StoreError> {
+        let done = sqlx::query("UPDATE accounts SET policy = ? WHERE name = ?")
+            .bind(policy)
+            .bind(account)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn insert_admin_token(&self, row: &AdminTokenRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO admin_tokens (id, account, role, token_hash, label, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.account)
+        .bind(&row.role)
+        .bind(&row.token_hash)
+        .bind(&row.label)
+        .bind(row.created_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn admin_token_by_hash(&self, hash: &[u8]) -> Result<Option<AdminTokenRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, account, role, token_hash, label, created_at \
+             FROM admin_tokens WHERE token_hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(AdminTokenRow {
+                id: r.try_get("id")?,
+                account: r.try_get("account")?,
+                role: r.try_get("role")?,
+                token_hash: r.try_get("token_hash")?,
+                label: r.try_get("label")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .transpose()
+        .map_err(map_err)
+    }
+
+    async fn insert_api(&self, api: &ApiRow, keys: &[KeyRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query(
+            "INSERT INTO apis (account, domain, alg, ttl_secs, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&api.account)
+        .bind(&api.domain)
+        .bind(&api.alg)
+        .bind(api.ttl_secs)
+        .bind(api.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        for k in keys {
+            insert_key(&mut tx, k).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn apis(&self, account: &str) -> Result<Vec<ApiRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, domain, alg, ttl_secs, created_at FROM apis \
+             WHERE account = ? ORDER BY domain",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiRow {
+                    account: r.try_get("account")?,
+                    domain: r.try_get("domain")?,
+                    alg: r.try_get("alg")?,
+                    ttl_secs: r.try_get("ttl_secs")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn delete_api(&self, account: &str, domain: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM apis WHERE account = ? AND domain = ?")
+            .bind(account)
+            .bind(domain)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn rotate_key(
+        &self,
+        new_key: &KeyRow,
+        retired_at: i64,
+        publish_until: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query(
+            "UPDATE api_keys SET retired_at = ?, publish_until = ? \
+             WHERE account = ? AND domain = ? AND purpose = 'signing' AND retired_at IS NULL",
+        )
+        .bind(retired_at)
+        .bind(publish_until)
+        .bind(&new_key.account)
+        .bind(&new_key.domain)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        insert_key(&mut tx, new_key).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn keys(&self, account: &str) -> Result<Vec<KeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kid, account, domain, purpose, alg, private_enc, created_at, retired_at, \
+             publish_until FROM api_keys WHERE account = ? ORDER BY domain, created_at",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(key_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn insert_registration(&self, row: &RegistrationRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO registrations \
+             (id, account, app_id, platform, alg, digest, version, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&row.id)
+        .bind(&row.account)
+        .bind(&row.app_id)
+        .bind(&row.platform)
+        .bind(&row.alg)
+        .bind(&row.digest)
+        .bind(&row.version)
+        .bind(row.created_at)
+        .bind(row.expires_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn registrations(
+        &self,
+        account: &str,
+        app_id: Option<&str>,
+    ) -> Result<Vec<RegistrationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, account, app_id, platform, alg, digest, version, created_at, expires_at \
+             FROM registrations WHERE account = ? AND (? IS NULL OR app_id = ?) \
+             ORDER BY app_id, created_at, id",
+        )
+        .bind(account)
+        .bind(app_id)
+        .bind(app_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(registration_row)
+            .collect::<Result<_, _>>()
+            .map_err(map_err)
+    }
+
+    async fn delete_registration(&self, account: &str, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM registrations WHERE account = ? AND id = ?")
+            .bind(account)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn upsert_device(&self, row: &DeviceRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO devices (account, device_id, action, note, updated_at) \
+             VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, device_id) DO UPDATE SET \
+             action = excluded.action, note = excluded.note, updated_at = excluded.updated_at",
+        )
+        .bind(&row.account)
+        .bind(&row.device_id)
+        .bind(&row.action)
+        .bind(&row.note)
+        .bind(row.updated_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn delete_device(&self, account: &str, device_id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM devices WHERE account = ? AND device_id = ?")
+            .bind(account)
+            .bind(device_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn devices(&self, account: &str) -> Result<Vec<DeviceRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, device_id, action, note, updated_at FROM devices \
+             WHERE account = ? ORDER BY device_id",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeviceRow {
+                    account: r.try_get("account")?,
+                    device_id: r.try_get("device_id")?,
+                    action: r.try_get("action")?,
+                    note: r.try_get("note")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
+    async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for (k, n) in counts {
+            sqlx::query(
+                "INSERT INTO attestation_counts (account, hour, outcome, reason, count) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, hour, outcome, reason) \
+                 DO UPDATE SET count = count + excluded.count",
+            )
+            .bind(&k.account)
+            .bind(k.hour)
+            .bind(&k.outcome)
+            .bind(&k.reason)
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn counts_since(
+        &self,
+        account: &str,
+        from_hour: i64,
+    ) -> Result<Vec<(CountKey, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT account, hour, outcome, reason, count FROM attestation_counts \
+             WHERE account = ? AND hour >= ? ORDER BY hour",
+        )
+        .bind(account)
+        .bind(from_hour)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    CountKey {
+                        account: r.try_get("account")?,
+                        hour: r.try_get("hour")?,
+                        outcome: r.try_get("outcome")?,
+                        reason: r.try_get("reason")?,
+                    },
+                    r.try_get("count")?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+}
+
+async fn insert_key(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    k: &KeyRow,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO api_keys (kid, account, domain, purpose, alg, private_enc, created_at, \
+         retired_at, publish_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&k.kid)
+    .bind(&k.account)
+    .bind(&k.domain)
+    .bind(&k.purpose)
+    .bind(&k.alg)
+    .bind(&k.private_enc)
+    .bind(k.created_at)
+    .bind(k.retired_at)
+    .bind(k.publish_until)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(map_err)
+}
