@@ -1,0 +1,418 @@
+//! Shared harness for the integration tests: an in-process service on an
+//! ephemeral port with an injected clock, a subprocess service for kill tests,
+//! and a test device that builds evidence with `genuine-protocol` (the SDK's
+//! job in production).
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use genuine_protocol::b64;
+use genuine_protocol::device::DeviceKey;
+use genuine_protocol::evidence::{EvidenceClaims, MeasurementClaim, Signals, sign_evidence};
+use genuine_protocol::measure::{AppDigest, ELF_EXEC_SEGMENTS_SHA256_V1, proof};
+use genuine_protocol::wire::AttestResponse;
+use genuine_server::config::Config;
+use genuine_server::service::Clock;
+use genuine_server::{Running, start_embedded};
+use genuine_verify::{Expectations, Jwks, Verifier};
+use ring::rand::SystemRandom;
+use serde_json::{Value, json};
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// An HTTP client (rustls with the ring provider, as the CLI uses).
+pub fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// 2026-01-01T00:00:00Z.
+pub const T0: i64 = 1_767_225_600;
+
+pub struct TestService {
+    pub running: Option<Running>,
+    pub url: String,
+    pub admin: String,
+    pub clock: Arc<ManualClock>,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestService {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        let running = start_embedded(&config, clock.clone()).await.unwrap();
+        let admin = std::fs::read_to_string(&running.admin_token_file)
+            .unwrap()
+            .trim()
+            .to_owned();
+        Self {
+            url: format!("http://{}", running.addr),
+            running: Some(running),
+            admin,
+            clock,
+            http: client(),
+            dir,
+        }
+    }
+
+    pub fn issuer(&self, account: &str) -> String {
+        format!("{}/v1/accounts/{account}", self.url)
+    }
+
+    /// Any request; returns status and JSON body (Null when empty or not JSON).
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Raw body request (for malformed input).
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// An admin call on the default account with the bootstrap token; asserts 2xx.
+    pub async fn admin(&self, method: &str, rest: &str, body: Option<Value>) -> Value {
+        self.admin_as("default", &self.admin.clone(), method, rest, body)
+            .await
+    }
+
+    pub async fn admin_as(
+        &self,
+        account: &str,
+        token: &str,
+        method: &str,
+        rest: &str,
+        body: Option<Value>,
+    ) -> Value {
+        let (status, v) = self
+            .request(
+                method,
+                &format!("/admin/v1/accounts/{account}/{rest}"),
+                Some(token),
+                body.as_ref(),
+            )
+            .await;
+        assert!(
+            (200..300).contains(&status),
+            "{method} {rest}: {status} {v}"
+        );
+        v
+    }
+
+    pub async fn add_api(&self, domain: &str, alg: &str, ttl: i64) -> Value {
+        self.admin(
+            "POST",
+            "apis",
+            Some(json!({"domain": domain, "alg": alg, "ttl": ttl})),
+        )
+        .await
+    }
+
+    pub async fn register(&self, app_id: &str, digest: &AppDigest) -> String {
+        let v = self
+            .admin(
+                "POST",
+                "registrations",
+                Some(json!({"app_id": app_id, "digest": digest.to_hex(), "version": "1.0"})),
+            )
+            .await;
+        v["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn policy(&self, key: &str, value: bool) {
+        self.admin(
+            "PUT",
+            &format!("policy/{key}"),
+            Some(json!({"value": value})),
+        )
+        .await;
+    }
+
+    pub async fn jwks(&self, account: &str) -> Jwks {
+        let (status, v) = self
+            .request(
+                "GET",
+                &format!("/v1/accounts/{account}/jwks.json"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub async fn verifier(&self, account: &str, api: &str) -> Verifier {
+        Verifier::from_jwks(
+            &self.jwks(account).await,
+            Expectations {
+                issuer: self.issuer(account),
+                audiences: vec![api.to_owned()],
+                leeway_secs: 0,
+            },
+        )
+        .unwrap()
+    }
+
+    pub async fn challenge(&self, account: &str, app_id: &str) -> String {
+        let (status, v) = self
+            .request(
+                "POST",
+                "/v1/challenge",
+                None,
+                Some(&json!({"account": account, "app_id": app_id})),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["nonce"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn attest_evidence(&self, evidence: &str) -> (u16, Value) {
+        self.request(
+            "POST",
+            "/v1/attest",
+            None,
+            Some(&json!({"evidence": evidence})),
+        )
+        .await
+    }
+
+    /// Token check through the admin API.
+    pub async fn check(&self, token: &str) -> Value {
+        self.admin("POST", "tokens/check", Some(json!({"token": token})))
+            .await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+}
+
+/// What a test app sends.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub account: String,
+    pub app_id: String,
+    pub api: String,
+    pub digest: AppDigest,
+    pub signals: Signals,
+    pub binding: Option<Vec<u8>>,
+    pub platform_evidence: Option<serde_json::Map<String, Value>>,
+}
+
+impl Attempt {
+    pub fn new(app_id: &str, api: &str, digest: AppDigest) -> Self {
+        Self {
+            account: "default".into(),
+            app_id: app_id.into(),
+            api: api.into(),
+            digest,
+            signals: Signals {
+                sdk_version: Some("test".into()),
+                os: Some("linux".into()),
+                ..Signals::default()
+            },
+            binding: None,
+            platform_evidence: None,
+        }
+    }
+}
+
+/// A device with its own key, as an installed app would have.
+pub struct TestDevice {
+    pub key: DeviceKey,
+    pub rng: SystemRandom,
+}
+
+impl TestDevice {
+    pub fn new() -> Self {
+        let rng = SystemRandom::new();
+        let (key, _) = DeviceKey::generate(&rng).unwrap();
+        Self { key, rng }
+    }
+
+    pub fn did(&self) -> String {
+        self.key.public_key().device_id()
+    }
+
+    /// Evidence answering `nonce` for `a`.
+    pub fn evidence(&self, nonce: &str, a: &Attempt) -> String {
+        let nonce_bytes = b64::decode(nonce).unwrap_or_default();
+        let claims = EvidenceClaims {
+            nonce: nonce.into(),
+            account: a.account.clone(),
+            app_id: a.app_id.clone(),
+            app_version: "1.0".into(),
+            platform: "linux".into(),
+            api: a.api.clone(),
+            iat: T0,
+            measurement: MeasurementClaim {
+                alg: ELF_EXEC_SEGMENTS_SHA256_V1.into(),
+                proof: b64::encode(&proof(&nonce_bytes, &a.digest)),
+            },
+            signals: a.signals.clone(),
+            binding: a
+                .binding
+                .as_ref()
+                .map(|d| b64::encode(ring::digest::digest(&ring::digest::SHA256, d).as_ref())),
+            platform_evidence: a.platform_evidence.clone(),
+        };
+        sign_evidence(&self.key, &self.rng, &claims).unwrap()
+    }
+
+    /// Challenge, then attest; asserts HTTP 200.
+    pub async fn attest(&self, svc: &TestService, a: &Attempt) -> AttestResponse {
+        let nonce = svc.challenge(&a.account, &a.app_id).await;
+        let (status, v) = svc.attest_evidence(&self.evidence(&nonce, a)).await;
+        assert_eq!(status, 200, "{v}");
+        serde_json::from_value(v).unwrap()
+    }
+}
+
+/// Header and claims of a compact JWS, unverified.
+pub fn decode_jwt(token: &str) -> (Value, Value) {
+    let mut p = token.split('.');
+    let h = serde_json::from_slice(&b64::decode(p.next().unwrap()).unwrap()).unwrap();
+    let c = serde_json::from_slice(&b64::decode(p.next().unwrap()).unwrap()).unwrap();
+    (h, c)
+}
+
+pub fn digest(seed: u8) -> AppDigest {
+    AppDigest([seed; 32])
+}
+
+/// The `genuine` binary built for these tests.
+pub fn genuine_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_genuine"))
+}
+
+/// `genuine serve` as a child process on an ephemeral port.
+pub struct ServeProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr_log: PathBuf,
+}
+
+impl ServeProcess {
+    /// Starts `genuine serve --listen 127.0.0.1:0 --data DIR`; stderr goes to `DIR/../serve-N.log`.
+    pub fn start(data: &Path, log_name: &str, rust_log: &str) -> Self {
+        let stderr_log = data.parent().unwrap().join(log_name);
+        let log = std::fs::File::create(&stderr_log).unwrap();
+        let mut child = Command::new(genuine_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("RUST_LOG", rust_log)
+            .env_remove("GENUINE_DATABASE_URL")
+            .env_remove("GENUINE_REDIS_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("serve exited before listening")
+                .unwrap();
+            if let Some(a) = line.strip_prefix("genuine: listening on http://") {
+                break a.parse().unwrap();
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Self {
+            child,
+            addr,
+            stderr_log,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
