@@ -251,7 +251,7 @@ mod tests {
                 .unwrap(),
             ReasonSet::empty()
         );
-        assert_eq!(ArcKey::from_bytes(b"k2").decode(&a).is_ok(), false);
+        assert!(ArcKey::from_bytes(b"k2").decode(&a).is_err());
         assert_eq!(key.decode("short"), Err(ArcError::Malformed));
         assert_eq!(key.decode("0000000000000000"), Err(ArcError::Malformed));
     }

@@ -294,10 +294,10 @@ impl ParsedEvidence {
             }
             None => None,
         };
-        if let Some(pe) = &claims.platform_evidence {
-            if !pe.get("kind").is_some_and(serde_json::Value::is_string) {
-                return Err(InvalidEvidence::BadField("platform_evidence.kind"));
-            }
+        if let Some(pe) = &claims.platform_evidence
+            && !pe.get("kind").is_some_and(serde_json::Value::is_string)
+        {
+            return Err(InvalidEvidence::BadField("platform_evidence.kind"));
         }
         Ok(VerifiedEvidence {
             device_id: self.key.device_id(),

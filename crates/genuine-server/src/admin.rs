@@ -444,13 +444,13 @@ impl Service {
         }
         let platform = new.platform.unwrap_or_else(|| "linux".to_owned());
         check_name("platform", &platform)?;
-        if let Some(v) = &new.version {
-            if !genuine_protocol::evidence::is_identifier(v) {
-                return Err(ApiError::InvalidField {
-                    field: "version",
-                    message: "must be 1 to 255 characters".into(),
-                });
-            }
+        if let Some(v) = &new.version
+            && !genuine_protocol::evidence::is_identifier(v)
+        {
+            return Err(ApiError::InvalidField {
+                field: "version",
+                message: "must be 1 to 255 characters".into(),
+            });
         }
         let now = self.clock.now();
         let expires_at = match (new.expire_after_secs, new.expires_at) {
@@ -742,14 +742,14 @@ impl Service {
             });
             return Ok(report);
         };
-        if let Some(d) = domain {
-            if d != api.row.domain {
-                report.error = Some(format!(
-                    "token is for another API domain ({})",
-                    api.row.domain
-                ));
-                return Ok(report);
-            }
+        if let Some(d) = domain
+            && d != api.row.domain
+        {
+            report.error = Some(format!(
+                "token is for another API domain ({})",
+                api.row.domain
+            ));
+            return Ok(report);
         }
         let expect = Expectations {
             issuer: state.issuer.clone(),

@@ -141,13 +141,13 @@ impl Config {
                 message: "must be at least 1000".into(),
             });
         }
-        if let Some(u) = &self.public_url {
-            if !(u.starts_with("http://") || u.starts_with("https://")) || u.ends_with('/') {
-                return Err(ConfigError::Invalid {
-                    setting: "public_url",
-                    message: "must start with http:// or https:// and not end with /".into(),
-                });
-            }
+        if let Some(u) = &self.public_url
+            && (!(u.starts_with("http://") || u.starts_with("https://")) || u.ends_with('/'))
+        {
+            return Err(ConfigError::Invalid {
+                setting: "public_url",
+                message: "must start with http:// or https:// and not end with /".into(),
+            });
         }
         Ok(())
     }

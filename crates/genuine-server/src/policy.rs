@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// An account's policy. Stored as JSON; changed one key at a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[derive(Default)]
 pub struct Policy {
     /// Which signals turn into reasons.
     pub reject: Reject,
@@ -65,17 +66,6 @@ pub struct TokenPolicy {
 pub struct Require {
     /// Require platform attestation (`platform-attestation-missing` / `-invalid`).
     pub platform_attestation: bool,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            reject: Reject::default(),
-            reveal_reasons: false,
-            token: TokenPolicy::default(),
-            require: Require::default(),
-        }
-    }
 }
 
 /// Why `policy set` was refused.

@@ -56,10 +56,10 @@ impl ReplayGuard for MemoryReplay {
             .seen
             .lock()
             .map_err(|_| ReplayError::Unavailable("poisoned".into()))?;
-        if let Some(exp) = seen.get(&id) {
-            if *exp > now {
-                return Ok(false);
-            }
+        if let Some(exp) = seen.get(&id)
+            && *exp > now
+        {
+            return Ok(false);
         }
         if seen.len() >= self.capacity {
             seen.retain(|_, exp| *exp > now);

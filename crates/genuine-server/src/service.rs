@@ -206,10 +206,10 @@ impl Service {
             .load_state(account)
             .await
             .inspect_err(|_| self.metrics.store_error())?;
-        if let Some(s) = &loaded {
-            if let Ok(mut c) = self.cache.write() {
-                c.insert(account.to_owned(), s.clone());
-            }
+        if let Some(s) = &loaded
+            && let Ok(mut c) = self.cache.write()
+        {
+            c.insert(account.to_owned(), s.clone());
         }
         Ok(loaded)
     }

@@ -317,10 +317,10 @@ impl Verifier {
         if now >= claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
-        if let Some(nbf) = claims.nbf {
-            if now.saturating_add(leeway) < nbf {
-                return Err(VerifyError::NotYetValid);
-            }
+        if let Some(nbf) = claims.nbf
+            && now.saturating_add(leeway) < nbf
+        {
+            return Err(VerifyError::NotYetValid);
         }
         if claims.iss != self.expect.issuer {
             return Err(VerifyError::WrongIssuer);

@@ -70,8 +70,13 @@ pub struct TestService {
 
 impl TestService {
     pub async fn start() -> Self {
+        Self::start_at(T0).await
+    }
+
+    /// A service whose clock starts at `now` (Unix seconds).
+    pub async fn start_at(now: i64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock(AtomicI64::new(T0)));
+        let clock = Arc::new(ManualClock(AtomicI64::new(now)));
         let config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),

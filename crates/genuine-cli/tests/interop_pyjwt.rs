@@ -1,0 +1,145 @@
+//! Tokens are plain JWTs: tokens from the running service verify with PyJWT
+//! against the published JWKS (ES256, EdDSA) or the exported secret (HS256),
+//! and decoys do not verify.
+//!
+//! Needs `python3` with `pyjwt[crypto]`; the test installs it with pip when it
+//! is missing. Without python3 it reports that it was skipped, except under CI
+//! (`CI` set), where a missing interpreter is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::process::Command;
+
+use common::{Attempt, TestDevice, TestService, digest};
+use serde_json::{Value, json};
+
+fn python_with_pyjwt() -> Option<()> {
+    let has = |py: &str| {
+        Command::new(py)
+            .args(["-c", "import jwt, cryptography"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if Command::new("python3").arg("--version").output().is_err() {
+        return None;
+    }
+    if !has("python3") {
+        let out = Command::new("python3")
+            .args(["-m", "pip", "install", "--quiet", "pyjwt[crypto]"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pip install pyjwt[crypto] failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        has("python3"),
+        "pyjwt still not importable after pip install"
+    );
+    Some(())
+}
+
+#[tokio::test]
+async fn pyjwt_verifies_valid_tokens_and_refuses_decoys() {
+    if python_with_pyjwt().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required under CI"
+        );
+        eprintln!("SKIPPED: python3 not found; install python3 to run the PyJWT interop test");
+        return;
+    }
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let svc = TestService::start_at(now).await;
+    svc.register("com.example.shop", &digest(1)).await;
+    svc.add_api("es.example.com", "ES256", 300).await;
+    svc.add_api("ed.example.com", "EdDSA", 300).await;
+    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
+    let secret = format!("hs256:{}", hs["secret"].as_str().unwrap());
+    let dev = TestDevice::new();
+    let issuer = svc.issuer("default");
+    let mut cases = Vec::new();
+    let mut expected = Vec::new();
+    for (api, key) in [
+        ("es.example.com", "jwks".to_owned()),
+        ("ed.example.com", "jwks".to_owned()),
+        ("hs.example.com", secret),
+    ] {
+        let valid = dev
+            .attest(&svc, &Attempt::new("com.example.shop", api, digest(1)))
+            .await
+            .token;
+        let decoy = dev
+            .attest(&svc, &Attempt::new("com.example.shop", api, digest(2)))
+            .await
+            .token;
+        let mut debugged = Attempt::new("com.example.shop", api, digest(1));
+        debugged.signals.debugger = true;
+        let decoy2 = dev.attest(&svc, &debugged).await.token;
+        for (token, ok) in [(valid, true), (decoy, false), (decoy2, false)] {
+            cases.push(json!({"token": token, "key": key, "audience": api, "issuer": issuer}));
+            expected.push(ok);
+        }
+    }
+    // A valid token checked against the wrong audience fails in PyJWT too.
+    let t = dev
+        .attest(
+            &svc,
+            &Attempt::new("com.example.shop", "es.example.com", digest(1)),
+        )
+        .await
+        .token;
+    cases.push(
+        json!({"token": t, "key": "jwks", "audience": "other.example.com", "issuer": issuer}),
+    );
+    expected.push(false);
+
+    let jwks = svc
+        .request("GET", "/.well-known/jwks.json", None, None)
+        .await
+        .1;
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "ES256 and EdDSA published, HS256 never"
+    );
+    let input = svc.dir.path().join("pyjwt-cases.json");
+    std::fs::write(
+        &input,
+        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
+    )
+    .unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_pyjwt.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), expected.len());
+    for (i, (r, ok)) in results.iter().zip(&expected).enumerate() {
+        assert_eq!(r["ok"], json!(ok), "case {i}: {r}");
+        if !ok && i < 9 {
+            assert_eq!(
+                r["error"], "InvalidSignatureError",
+                "decoys fail on the signature: {r}"
+            );
+        }
+    }
+    svc.stop().await;
+}
