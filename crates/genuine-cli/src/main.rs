@@ -662,11 +662,14 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
     Ok(())
 }
 
+/// Prints a value as JSON or, for people, through the given printer.
+type Out<'a> = dyn Fn(&Value, &dyn Fn(&Value)) + 'a;
+
 async fn set_device(
     c: &AdminClient,
     action: &str,
     a: DeviceArgs,
-    out: &dyn Fn(&Value, &dyn Fn(&Value)),
+    out: &Out<'_>,
 ) -> anyhow::Result<()> {
     let v = c
         .put(
