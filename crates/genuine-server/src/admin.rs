@@ -660,7 +660,6 @@ impl Service {
             }),
             ip: None,
         };
-        let claims = serde_json::to_value(&claims).map_err(|_| ApiError::Internal)?;
         let key = if invalid { &api.decoy } else { &api.active };
         Ok(key.mint(&self.rng, api.active.kid(), &claims)?)
     }

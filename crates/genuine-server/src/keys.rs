@@ -285,7 +285,7 @@ impl SigningKey {
         &self,
         rng: &SystemRandom,
         header_kid: &str,
-        claims: &serde_json::Value,
+        claims: &impl serde::Serialize,
     ) -> Result<String, KeyError> {
         #[derive(serde::Serialize)]
         struct Header<'a> {

@@ -428,7 +428,6 @@ impl Service {
             pay,
             ip,
         };
-        let claims = serde_json::to_value(&claims).map_err(|_| ApiError::Internal)?;
         let token = match api_state {
             Some(a) if verdict.valid => a.active.mint(&self.rng, a.active.kid(), &claims)?,
             Some(a) => a.decoy.mint(&self.rng, a.active.kid(), &claims)?,

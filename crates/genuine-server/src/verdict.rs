@@ -173,3 +173,155 @@ pub fn evaluate(
         valid,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use genuine_protocol::b64;
+    use genuine_protocol::device::DeviceKey;
+    use genuine_protocol::evidence::{
+        EvidenceClaims, MeasurementClaim, ParsedEvidence, sign_evidence,
+    };
+    use genuine_protocol::measure::{ELF_EXEC_SEGMENTS_SHA256_V1, proof};
+    use ring::rand::SystemRandom;
+
+    const NONCE: &[u8] = b"nonce-bytes";
+
+    fn evidence(d: AppDigest) -> VerifiedEvidence {
+        let rng = SystemRandom::new();
+        let (key, _) = DeviceKey::generate(&rng).unwrap();
+        let claims = EvidenceClaims {
+            nonce: "n".into(),
+            account: "a".into(),
+            app_id: "app".into(),
+            app_version: "1".into(),
+            platform: "linux".into(),
+            api: "api".into(),
+            iat: 0,
+            measurement: MeasurementClaim {
+                alg: ELF_EXEC_SEGMENTS_SHA256_V1.into(),
+                proof: b64::encode(&proof(NONCE, &d)),
+            },
+            signals: Default::default(),
+            binding: None,
+            platform_evidence: None,
+        };
+        ParsedEvidence::parse(&sign_evidence(&key, &rng, &claims).unwrap())
+            .unwrap()
+            .verify()
+            .unwrap()
+    }
+
+    fn regs(expires_at: Option<i64>) -> HashMap<(String, String), Vec<Registration>> {
+        let r = Registration {
+            id: "r".into(),
+            alg: ELF_EXEC_SEGMENTS_SHA256_V1.into(),
+            digest: AppDigest([1; 32]),
+            expires_at,
+        };
+        HashMap::from([(("app".to_owned(), "linux".to_owned()), vec![r])])
+    }
+
+    #[test]
+    fn registered_and_clean_is_valid() {
+        let r = regs(None);
+        let ctx = VerdictContext {
+            api_known: true,
+            registrations: Some(&r),
+            ..Default::default()
+        };
+        let v = evaluate(
+            &ctx,
+            NonceStatus::Fresh,
+            Some(NONCE),
+            Some(&evidence(AppDigest([1; 32]))),
+            10,
+        );
+        assert_eq!(
+            v,
+            Verdict {
+                reasons: ReasonSet::empty(),
+                allowed: false,
+                valid: true
+            }
+        );
+        // The proof is bound to the nonce: other nonce bytes do not match.
+        let v = evaluate(
+            &ctx,
+            NonceStatus::Fresh,
+            Some(b"other"),
+            Some(&evidence(AppDigest([1; 32]))),
+            10,
+        );
+        assert_eq!(v.reasons.names(), vec!["app-not-registered"]);
+    }
+
+    #[test]
+    fn expiry_is_compared_with_the_injected_time() {
+        let r = regs(Some(100));
+        let ctx = VerdictContext {
+            api_known: true,
+            registrations: Some(&r),
+            ..Default::default()
+        };
+        let ev = evidence(AppDigest([1; 32]));
+        assert!(evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 99).valid);
+        let v = evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 100);
+        assert_eq!(v.reasons.names(), vec!["registration-expired"]);
+    }
+
+    #[test]
+    fn allow_list_cannot_rescue_unverified_evidence_or_an_unknown_api() {
+        let r = regs(None);
+        let ev = evidence(AppDigest([1; 32]));
+        let devices = HashMap::from([(ev.device_id.clone(), DeviceAction::Allow)]);
+        let ctx = VerdictContext {
+            api_known: false,
+            registrations: Some(&r),
+            devices: Some(&devices),
+            ..Default::default()
+        };
+        let v = evaluate(&ctx, NonceStatus::Replayed, Some(NONCE), Some(&ev), 0);
+        assert!(v.allowed && !v.valid);
+        assert_eq!(v.reasons.names(), vec!["nonce-replayed", "api-unknown"]);
+        let ctx = VerdictContext {
+            api_known: true,
+            devices: Some(&devices),
+            ..Default::default()
+        };
+        let v = evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), None, 0);
+        assert!(!v.valid);
+        assert_eq!(v.reasons.names(), vec!["evidence-invalid"]);
+        let ctx = VerdictContext {
+            api_known: true,
+            registrations: Some(&r),
+            devices: Some(&devices),
+            ..Default::default()
+        };
+        assert!(
+            evaluate(&ctx, NonceStatus::Replayed, Some(NONCE), Some(&ev), 0).valid,
+            "allowed device passes a replay"
+        );
+    }
+
+    #[test]
+    fn platform_attestation_required() {
+        let r = regs(None);
+        let mut policy = Policy::default();
+        policy.require.platform_attestation = true;
+        let ctx = VerdictContext {
+            policy,
+            api_known: true,
+            registrations: Some(&r),
+            devices: None,
+        };
+        let v = evaluate(
+            &ctx,
+            NonceStatus::Fresh,
+            Some(NONCE),
+            Some(&evidence(AppDigest([1; 32]))),
+            0,
+        );
+        assert_eq!(v.reasons.names(), vec!["platform-attestation-missing"]);
+    }
+}
