@@ -38,10 +38,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
+/// Parses a JSON object body into `T`, once on the happy path. On failure the
+/// code says which problem it is, whatever the parser met first: `body-not-json`
+/// when the bytes are not JSON at all, `invalid-request` when they are JSON of
+/// the wrong shape (arrays are never taken for objects).
 fn parse_json<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidRequest(e.to_string()),
-        _ => ApiError::BodyNotJson(e.to_string()),
+    let is_json = || serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string());
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        is_json().map_err(ApiError::BodyNotJson)?;
+        return Err(ApiError::InvalidRequest("expected a JSON object".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match is_json() {
+        Err(not_json) => ApiError::BodyNotJson(not_json),
+        Ok(_) => ApiError::InvalidRequest(e.to_string()),
     })
 }
 
