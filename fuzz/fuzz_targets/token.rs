@@ -1,0 +1,12 @@
+//! Fuzz target `token`: the body is `targets::token` in `fuzz/targets.rs`,
+//! which the stable replay test runs over `fuzz/corpus/token/` too.
+
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../targets.rs"]
+mod targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _accepted = targets::token(data);
+});
