@@ -207,7 +207,10 @@ pub async fn start_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Ru
     let service = Arc::new(Service::new(ServiceParts {
         store: Arc::new(store),
         master,
-        replay: Arc::new(MemoryReplay::new(config.replay_capacity)),
+        replay: Arc::new(MemoryReplay::new(
+            config.replay_capacity,
+            config.nonce_ttl_secs,
+        )),
         public_url,
         nonce_ttl_secs: config.nonce_ttl_secs,
         clock,

@@ -344,7 +344,6 @@ impl Service {
             tracing::debug!(error = %e, "evidence invalid");
         }
         let verified = verified.ok();
-        let routing = parsed.routing();
         let (account, app_id, api, nonce) = match &verified {
             Some(v) => (
                 v.claims.account.clone(),
@@ -352,12 +351,16 @@ impl Service {
                 v.claims.api.clone(),
                 Some(v.claims.nonce.clone()),
             ),
-            None => (
-                routing.account.unwrap_or_default(),
-                routing.app_id.unwrap_or_default(),
-                routing.api.unwrap_or_default(),
-                routing.nonce,
-            ),
+            None => {
+                // Only a failed verification needs the untrusted reading.
+                let routing = parsed.routing();
+                (
+                    routing.account.unwrap_or_default(),
+                    routing.app_id.unwrap_or_default(),
+                    routing.api.unwrap_or_default(),
+                    routing.nonce,
+                )
+            }
         };
         let now = self.clock.now();
         let state = self.state(&account).await?;
