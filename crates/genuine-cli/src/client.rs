@@ -35,6 +35,22 @@ pub(crate) fn encode_query(v: &str) -> String {
         .collect()
 }
 
+/// Whether the server URL names this machine (`localhost`, 127.0.0.0/8, `[::1]`).
+fn is_loopback(server: &str) -> bool {
+    let rest = server.split_once("://").map_or(server, |(_, r)| r);
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if let Some(v6) = host.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn token_file() -> PathBuf {
     std::env::var_os("GENUINE_DATA")
         .map_or_else(|| PathBuf::from("genuine-data"), PathBuf::from)
@@ -45,11 +61,13 @@ impl AdminClient {
     pub(crate) fn new(server: &str, token: Option<&str>, account: &str) -> anyhow::Result<Self> {
         // TLS through rustls with ring: no OpenSSL anywhere.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The local token file is only ever sent to a service on this machine.
         let token = match token {
             Some(t) => Some(t.trim().to_owned()),
-            None => std::fs::read_to_string(token_file())
+            None if is_loopback(server) => std::fs::read_to_string(token_file())
                 .ok()
                 .map(|t| t.trim().to_owned()),
+            None => None,
         };
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
@@ -71,7 +89,7 @@ impl AdminClient {
     async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let Some(token) = &self.token else {
             return Err(CliError::Usage(format!(
-                "no admin token: pass --token, set GENUINE_ADMIN_TOKEN, or run where {} exists",
+                "no admin token: pass --token, set GENUINE_ADMIN_TOKEN, or run where {} exists (it is used only for a service on this machine)",
                 token_file().display()
             ))
             .into());
@@ -135,5 +153,31 @@ impl AdminClient {
     pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.delete(format!("{}{path}", self.base)))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_detection() {
+        for yes in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "https://LOCALHOST:1/x",
+            "http://[::1]:80",
+            "http://127.5.6.7",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "https://genuine.example.com",
+            "http://10.0.0.1:8080",
+            "http://127.0.0.1.evil.com",
+            "http://localhost@evil.com",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
     }
 }

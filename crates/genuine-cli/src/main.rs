@@ -17,7 +17,7 @@ use crate::client::{AdminClient, CliError};
 use crate::output::Table;
 
 /// Genuine: app attestation without embedded secrets.
-#[derive(Debug, Parser)]
+#[derive(Parser)]
 #[command(name = "genuine", version, about)]
 struct Cli {
     /// The service's URL.
@@ -408,15 +408,25 @@ fn s(v: &Value, k: &str) -> String {
 }
 
 fn time(v: &Value, k: &str) -> String {
-    v.get(k)
-        .and_then(Value::as_u64)
-        .map(|t| {
-            humantime::format_rfc3339_seconds(
-                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
-            )
-            .to_string()
-        })
-        .unwrap_or_else(|| "-".into())
+    use std::fmt::Write;
+    let Some(t) = v.get(k).and_then(Value::as_u64) else {
+        return "-".into();
+    };
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+    let mut out = String::new();
+    // humantime refuses years past 9999: show the raw number then.
+    if write!(out, "{}", humantime::format_rfc3339_seconds(at)).is_err() {
+        return t.to_string();
+    }
+    out
+}
+
+/// One path segment for the admin API: percent-encoded, and never `.` or `..`.
+fn seg(v: &str) -> anyhow::Result<String> {
+    if v.is_empty() || v == "." || v == ".." {
+        return Err(CliError::Usage(format!("{v:?} is not a valid name")).into());
+    }
+    Ok(client::encode_query(v))
 }
 
 #[allow(clippy::too_many_lines)]
@@ -464,14 +474,18 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
             });
         }
         Command::Api(ApiCmd::Remove { domain }) => {
-            c.delete(&c.path(&format!("apis/{domain}"))).await?;
+            c.delete(&c.path(&format!("apis/{}", seg(&domain)?)))
+                .await?;
             out(&json!({"removed": domain}), &|_| {
                 println!("removed API {domain}")
             });
         }
         Command::Api(ApiCmd::Rotate { domain }) => {
             let v = c
-                .post(&c.path(&format!("apis/{domain}/rotate")), &json!({}))
+                .post(
+                    &c.path(&format!("apis/{}/rotate", seg(&domain)?)),
+                    &json!({}),
+                )
                 .await?;
             out(&v, &|v| {
                 println!(
@@ -537,7 +551,7 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
             });
         }
         Command::App(AppCmd::Remove { registration_id }) => {
-            c.delete(&c.path(&format!("registrations/{registration_id}")))
+            c.delete(&c.path(&format!("registrations/{}", seg(&registration_id)?)))
                 .await?;
             out(&json!({"removed": registration_id}), &|_| {
                 println!("removed registration {registration_id}")
@@ -546,7 +560,8 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
         Command::Device(DeviceCmd::Allow(a)) => set_device(c, "allow", a, &out).await?,
         Command::Device(DeviceCmd::Block(a)) => set_device(c, "block", a, &out).await?,
         Command::Device(DeviceCmd::Clear { device_id }) => {
-            c.delete(&c.path(&format!("devices/{device_id}"))).await?;
+            c.delete(&c.path(&format!("devices/{}", seg(&device_id)?)))
+                .await?;
             out(&json!({"cleared": device_id}), &|_| {
                 println!("cleared device {device_id}")
             });
@@ -572,7 +587,10 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
         }
         Command::Policy(PolicyCmd::Set { key, value }) => {
             let v = c
-                .put(&c.path(&format!("policy/{key}")), &json!({"value": value}))
+                .put(
+                    &c.path(&format!("policy/{}", seg(&key)?)),
+                    &json!({"value": value}),
+                )
                 .await?;
             out(&v, &|v| print_policy(v));
         }
@@ -698,7 +716,7 @@ async fn set_device(
 ) -> anyhow::Result<()> {
     let v = c
         .put(
-            &c.path(&format!("devices/{}", a.device_id)),
+            &c.path(&format!("devices/{}", seg(&a.device_id)?)),
             &json!({"action": action, "note": a.note}),
         )
         .await?;

@@ -229,8 +229,20 @@ async fn allow_and_block_lists() {
         Some(json!({"action": "allow", "note": "my laptop"})),
     )
     .await;
+    let nonce = svc.challenge("default", APP).await;
+    let evidence = dev.evidence(&nonce, &debugged);
+    let (_, r) = svc.attest_evidence(&evidence).await;
+    assert!(
+        r.get("rejection").is_none(),
+        "allow-listed device passes: {r}"
+    );
+    // ...but never a replay of its evidence: the allow list waives integrity, not freshness.
+    let (_, replayed) = svc.attest_evidence(&evidence).await;
+    assert_eq!(
+        replayed["rejection"]["reasons"],
+        json!(["nonce-replayed", "debugger"])
+    );
     let r = dev.attest(&svc, &debugged).await;
-    assert!(r.rejection.is_none(), "allow-listed device passes");
     let report = svc.check(&r.token).await;
     assert_eq!(report["valid"], true);
     assert_eq!(
@@ -353,8 +365,12 @@ async fn rotation_keeps_old_tokens_valid_until_they_expire() {
     v.verify(&old, svc.clock.get()).unwrap();
     v.verify(&new, svc.clock.get()).unwrap();
 
-    // Once the last token the old key signed has expired, it is withdrawn.
+    // Still published after its last token expired, for the grace (JWKS
+    // cache max-age plus leeway); withdrawn after that.
     svc.clock.advance(101);
+    assert_eq!(svc.jwks("default").await.keys.len(), 2);
+    svc.clock
+        .advance(genuine_server::admin::ROTATION_GRACE_SECS);
     let jwks = svc.jwks("default").await;
     assert_eq!(jwks.keys.len(), 1);
     assert_eq!(jwks.keys[0].kid.as_deref(), Some(new_kid.as_str()));

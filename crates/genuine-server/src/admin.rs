@@ -62,7 +62,7 @@ impl Identity {
 }
 
 /// An API domain as the admin plane shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ApiInfo {
     /// Domain.
     pub domain: String,
@@ -77,6 +77,18 @@ pub struct ApiInfo {
     /// The HS256 secret, base64url: only in the answer that created it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for ApiInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiInfo")
+            .field("domain", &self.domain)
+            .field("alg", &self.alg)
+            .field("ttl", &self.ttl)
+            .field("kid", &self.kid)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// A registration as the admin plane shows it.
@@ -167,6 +179,13 @@ pub struct MetricsReport {
     /// Reasons recorded, per name.
     pub reasons: BTreeMap<String, i64>,
 }
+
+/// How long after a rotation's last possible token expiry the retired key
+/// stays published: the JWKS `max-age` (60 s) plus 60 s of verifier leeway.
+pub const ROTATION_GRACE_SECS: i64 = 120;
+
+/// The last second of the year 9999, the latest expiry accepted.
+const MAX_TIME: i64 = 253_402_300_799;
 
 /// Whether `s` may name an account, an API domain or an app id: 1 to 255 of
 /// `A-Z a-z 0-9 . _ - :`.
@@ -406,7 +425,12 @@ impl Service {
         let (key, doc) = SigningKey::generate(api.active.alg(), new_kid(&self.rng)?, &self.rng)?;
         let row = self.seal_key(&key, &doc, account, domain, "signing", now)?;
         self.store
-            .rotate_key(&row, now, now.saturating_add(api.row.ttl_secs))
+            .rotate_key(
+                &row,
+                now,
+                now.saturating_add(api.row.ttl_secs)
+                    .saturating_add(ROTATION_GRACE_SECS),
+            )
             .await?;
         self.invalidate(account);
         tracing::info!(
@@ -462,6 +486,12 @@ impl Service {
             }
             (Some(s), None) => Some(now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
             (None, at) => at,
+        };
+        if expires_at.is_some_and(|e| !(0..=MAX_TIME).contains(&e)) {
+            return Err(ApiError::InvalidField {
+                field: "expires_at",
+                message: "must fall between 1970 and the year 9999".into(),
+            });
         };
         let row = RegistrationRow {
             id: random_id(&self.rng, "reg_", 9)?,
@@ -607,7 +637,15 @@ impl Service {
         key: &str,
         value: &str,
     ) -> Result<Policy, ApiError> {
-        let mut policy = self.policy(account).await?;
+        // Read-modify-write from the store, not the cache, one change at a time.
+        let _guard = self.policy_guard().await;
+        let row = self
+            .store
+            .account(account)
+            .await?
+            .ok_or(ApiError::AccountUnknown)?;
+        let mut policy: Policy =
+            serde_json::from_str(&row.policy).map_err(|_| ApiError::Internal)?;
         policy.set(key, value)?;
         let json = serde_json::to_string(&policy).map_err(|_| ApiError::Internal)?;
         self.store.set_policy(account, &json).await?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -92,6 +93,14 @@ pub(crate) struct TokenClaims<'a> {
     pub(crate) ip: Option<String>,
 }
 
+/// The outcome of one load of an account's state.
+enum Loaded {
+    Missing,
+    /// A concurrent admin write was seen half-done: load again.
+    Inconsistent,
+    State(Arc<AccountState>),
+}
+
 /// The attestation service.
 pub struct Service {
     pub(crate) store: Arc<dyn Store>,
@@ -102,6 +111,10 @@ pub struct Service {
     pub(crate) rng: SystemRandom,
     public_url: String,
     cache: RwLock<HashMap<String, Arc<AccountState>>>,
+    /// Bumped by every invalidation: a load that raced a write is not cached.
+    epoch: AtomicU64,
+    /// Serialises read-modify-write of policies in this process.
+    policy_lock: tokio::sync::Mutex<()>,
     phantom: SigningKey,
     pub(crate) metrics: Metrics,
     pub(crate) clock: Arc<dyn Clock>,
@@ -157,6 +170,8 @@ impl Service {
             rng,
             public_url: parts.public_url,
             cache: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            policy_lock: tokio::sync::Mutex::new(()),
             phantom,
             metrics: Metrics::new(),
             clock: parts.clock,
@@ -189,12 +204,21 @@ impl Service {
 
     /// Drops the cached state of an account (after every admin write to it).
     pub fn invalidate(&self, account: &str) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
         if let Ok(mut c) = self.cache.write() {
             c.remove(account);
         }
     }
 
+    /// Serialises policy read-modify-write in this process.
+    pub(crate) async fn policy_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.policy_lock.lock().await
+    }
+
     /// The account's state, from the cache or loaded from the store.
+    ///
+    /// A load that raced an admin write is used for this request but not
+    /// cached, so a stale snapshot never outlives the write that replaced it.
     ///
     /// # Errors
     /// [`ApiError::StoreUnavailable`] if the store fails.
@@ -202,29 +226,46 @@ impl Service {
         if let Some(s) = self.cache.read().ok().and_then(|c| c.get(account).cloned()) {
             return Ok(Some(s));
         }
-        let loaded = self
-            .load_state(account)
-            .await
-            .inspect_err(|_| self.metrics.store_error())?;
-        if let Some(s) = &loaded
-            && let Ok(mut c) = self.cache.write()
-        {
-            c.insert(account.to_owned(), s.clone());
+        for _ in 0..3 {
+            let epoch = self.epoch.load(Ordering::SeqCst);
+            let loaded = self
+                .load_state(account)
+                .await
+                .inspect_err(|_| self.metrics.store_error())?;
+            match loaded {
+                Loaded::Missing => return Ok(None),
+                Loaded::Inconsistent => continue,
+                Loaded::State(s) => {
+                    if self.epoch.load(Ordering::SeqCst) == epoch
+                        && let Ok(mut c) = self.cache.write()
+                    {
+                        c.insert(account.to_owned(), s.clone());
+                    }
+                    return Ok(Some(s));
+                }
+            }
         }
-        Ok(loaded)
+        tracing::error!(
+            account,
+            "account state stayed inconsistent over three loads"
+        );
+        Err(ApiError::Internal)
     }
 
-    async fn load_state(&self, account: &str) -> Result<Option<Arc<AccountState>>, ApiError> {
+    async fn load_state(&self, account: &str) -> Result<Loaded, ApiError> {
         let Some(row) = self.store.account(account).await? else {
-            return Ok(None);
+            return Ok(Loaded::Missing);
         };
         let policy: Policy = serde_json::from_str(&row.policy).map_err(|e| {
             tracing::error!(account, error = %e, "stored policy is corrupt");
             ApiError::Internal
         })?;
         let mut apis = HashMap::new();
+        // APIs before keys: an API added in between is simply not seen yet; one
+        // removed in between shows as inconsistent and the load is retried.
+        let api_rows = self.store.apis(account).await?;
         let keys = self.store.keys(account).await?;
-        for api in self.store.apis(account).await? {
+        for api in api_rows {
             let alg = Algorithm::from_name(&api.alg).ok_or(ApiError::Internal)?;
             let mut active = None;
             let mut decoy = None;
@@ -245,8 +286,8 @@ impl Service {
                 }
             }
             let (Some(active), Some(decoy)) = (active, decoy) else {
-                tracing::error!(account, domain = %api.domain, "API has no active or decoy key");
-                return Err(ApiError::Internal);
+                tracing::debug!(account, domain = %api.domain, "API without keys: a concurrent change; reloading");
+                return Ok(Loaded::Inconsistent);
             };
             apis.insert(
                 api.domain.clone(),
@@ -289,7 +330,7 @@ impl Service {
                 (d.device_id, action)
             })
             .collect();
-        Ok(Some(Arc::new(AccountState {
+        Ok(Loaded::State(Arc::new(AccountState {
             name: row.name,
             issuer: self.issuer(account),
             policy,
@@ -353,11 +394,14 @@ impl Service {
             ),
             None => {
                 // Only a failed verification needs the untrusted reading.
+                // Untrusted: keep only plausible identifiers (no control
+                // characters to forge log lines, at most 255 bytes).
                 let routing = parsed.routing();
+                let ident = |v: Option<String>| v.filter(|v| is_identifier(v)).unwrap_or_default();
                 (
-                    routing.account.unwrap_or_default(),
-                    routing.app_id.unwrap_or_default(),
-                    routing.api.unwrap_or_default(),
+                    ident(routing.account),
+                    ident(routing.app_id),
+                    ident(routing.api),
                     routing.nonce,
                 )
             }

@@ -166,7 +166,10 @@ pub fn evaluate(
     }
     let allowed = action == Some(DeviceAction::Allow);
     // A valid token needs a key to sign it: an unknown API never gets one.
-    let valid = ctx.api_known && (reasons.is_empty() || allowed);
+    // The allow list waives integrity findings, never freshness: otherwise one
+    // captured request of an allow-listed device could be replayed forever.
+    let fresh = nonce == NonceStatus::Fresh;
+    let valid = ctx.api_known && (reasons.is_empty() || (allowed && fresh));
     Verdict {
         reasons,
         allowed,
@@ -299,8 +302,8 @@ mod tests {
             ..Default::default()
         };
         assert!(
-            evaluate(&ctx, NonceStatus::Replayed, Some(NONCE), Some(&ev), 0).valid,
-            "allowed device passes a replay"
+            !evaluate(&ctx, NonceStatus::Replayed, Some(NONCE), Some(&ev), 0).valid,
+            "the allow list never waives freshness"
         );
     }
 
