@@ -33,7 +33,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
-            .map_err(|_| ApiError::BodyTooLarge(MAX_BODY))?;
+            .map_err(|e| {
+                if e.into_inner().is::<http_body_util::LengthLimitError>() {
+                    ApiError::BodyTooLarge(MAX_BODY)
+                } else {
+                    ApiError::BodyNotJson("the request body could not be read".into())
+                }
+            })?;
         parse_json(&bytes).map(Body)
     }
 }
