@@ -41,20 +41,7 @@ async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut req = http
-        .request(method, url)
-        .bearer_auth(token)
-        .timeout(Duration::from_secs(60));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    common::call(http, url, method.as_str(), Some(token), body.as_ref()).await
 }
 
 fn now() -> i64 {

@@ -56,6 +56,34 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
+/// One JSON request with a generous timeout; returns the status and the JSON
+/// body (`Null` when empty or not JSON). Every test's HTTP goes through here.
+pub async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = http
+        .request(method, url)
+        .timeout(std::time::Duration::from_secs(60));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600;
 
@@ -109,21 +137,14 @@ impl TestService {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut req = self.http.request(method, format!("{}{path}", self.url));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        call(
+            &self.http,
+            &format!("{}{path}", self.url),
+            method,
+            token,
+            body,
         )
+        .await
     }
 
     /// Raw body request (for malformed input).
