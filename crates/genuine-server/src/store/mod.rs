@@ -31,7 +31,7 @@ pub enum StoreError {
 }
 
 /// An account row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccountRow {
     /// Account name.
     pub name: String,
@@ -42,7 +42,7 @@ pub struct AccountRow {
 }
 
 /// An admin token row (hash only).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AdminTokenRow {
     /// Token id (public).
     pub id: String,
@@ -59,7 +59,7 @@ pub struct AdminTokenRow {
 }
 
 /// An API domain row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ApiRow {
     /// Account.
     pub account: String,
@@ -74,7 +74,7 @@ pub struct ApiRow {
 }
 
 /// A key of an API's key set.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct KeyRow {
     /// Key id.
     pub kid: String,
@@ -97,7 +97,7 @@ pub struct KeyRow {
 }
 
 /// A registration of an app digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RegistrationRow {
     /// Registration id.
     pub id: String,
@@ -120,7 +120,7 @@ pub struct RegistrationRow {
 }
 
 /// A per-device override.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct DeviceRow {
     /// Account.
     pub account: String,

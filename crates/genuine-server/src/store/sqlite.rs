@@ -5,10 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::{
@@ -84,34 +82,6 @@ impl SqliteStore {
     }
 }
 
-fn key_row(r: &SqliteRow) -> Result<KeyRow, sqlx::Error> {
-    Ok(KeyRow {
-        kid: r.try_get("kid")?,
-        account: r.try_get("account")?,
-        domain: r.try_get("domain")?,
-        purpose: r.try_get("purpose")?,
-        alg: r.try_get("alg")?,
-        private_enc: r.try_get("private_enc")?,
-        created_at: r.try_get("created_at")?,
-        retired_at: r.try_get("retired_at")?,
-        publish_until: r.try_get("publish_until")?,
-    })
-}
-
-fn registration_row(r: &SqliteRow) -> Result<RegistrationRow, sqlx::Error> {
-    Ok(RegistrationRow {
-        id: r.try_get("id")?,
-        account: r.try_get("account")?,
-        app_id: r.try_get("app_id")?,
-        platform: r.try_get("platform")?,
-        alg: r.try_get("alg")?,
-        digest: r.try_get("digest")?,
-        version: r.try_get("version")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
@@ -134,20 +104,11 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, name: &str) -> Result<Option<AccountRow>, StoreError> {
-        let row = sqlx::query("SELECT name, policy, created_at FROM accounts WHERE name = ?")
+        sqlx::query_as("SELECT name, policy, created_at FROM accounts WHERE name = ?")
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(map_err)?;
-        row.map(|r| {
-            Ok(AccountRow {
-                name: r.try_get("name")?,
-                policy: r.try_get("policy")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
-        .map_err(map_err)
+            .map_err(map_err)
     }
 
     async fn set_policy(&self, account: &str, policy: &str) -> Result<(), StoreError> {
@@ -181,25 +142,13 @@ impl Store for SqliteStore {
     }
 
     async fn admin_token_by_hash(&self, hash: &[u8]) -> Result<Option<AdminTokenRow>, StoreError> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT id, account, role, token_hash, label, created_at \
              FROM admin_tokens WHERE token_hash = ?",
         )
         .bind(hash)
         .fetch_optional(&self.pool)
         .await
-        .map_err(map_err)?;
-        row.map(|r| {
-            Ok(AdminTokenRow {
-                id: r.try_get("id")?,
-                account: r.try_get("account")?,
-                role: r.try_get("role")?,
-                token_hash: r.try_get("token_hash")?,
-                label: r.try_get("label")?,
-                created_at: r.try_get("created_at")?,
-            })
-        })
-        .transpose()
         .map_err(map_err)
     }
 
@@ -223,26 +172,14 @@ impl Store for SqliteStore {
     }
 
     async fn apis(&self, account: &str) -> Result<Vec<ApiRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT account, domain, alg, ttl_secs, created_at FROM apis \
              WHERE account = ? ORDER BY domain",
         )
         .bind(account)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ApiRow {
-                    account: r.try_get("account")?,
-                    domain: r.try_get("domain")?,
-                    alg: r.try_get("alg")?,
-                    ttl_secs: r.try_get("ttl_secs")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_err)
+        .map_err(map_err)
     }
 
     async fn delete_api(&self, account: &str, domain: &str) -> Result<bool, StoreError> {
@@ -281,18 +218,14 @@ impl Store for SqliteStore {
     }
 
     async fn keys(&self, account: &str) -> Result<Vec<KeyRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT kid, account, domain, purpose, alg, private_enc, created_at, retired_at, \
              publish_until FROM api_keys WHERE account = ? ORDER BY domain, created_at",
         )
         .bind(account)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(key_row)
-            .collect::<Result<_, _>>()
-            .map_err(map_err)
+        .map_err(map_err)
     }
 
     async fn insert_registration(&self, row: &RegistrationRow) -> Result<(), StoreError> {
@@ -321,7 +254,7 @@ impl Store for SqliteStore {
         account: &str,
         app_id: Option<&str>,
     ) -> Result<Vec<RegistrationRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT id, account, app_id, platform, alg, digest, version, created_at, expires_at \
              FROM registrations WHERE account = ? AND (? IS NULL OR app_id = ?) \
              ORDER BY app_id, created_at, id",
@@ -331,11 +264,7 @@ impl Store for SqliteStore {
         .bind(app_id)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(registration_row)
-            .collect::<Result<_, _>>()
-            .map_err(map_err)
+        .map_err(map_err)
     }
 
     async fn delete_registration(&self, account: &str, id: &str) -> Result<bool, StoreError> {
@@ -376,26 +305,14 @@ impl Store for SqliteStore {
     }
 
     async fn devices(&self, account: &str) -> Result<Vec<DeviceRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT account, device_id, action, note, updated_at FROM devices \
              WHERE account = ? ORDER BY device_id",
         )
         .bind(account)
         .fetch_all(&self.pool)
         .await
-        .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeviceRow {
-                    account: r.try_get("account")?,
-                    device_id: r.try_get("device_id")?,
-                    action: r.try_get("action")?,
-                    note: r.try_get("note")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_err)
+        .map_err(map_err)
     }
 
     async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError> {
@@ -423,7 +340,7 @@ impl Store for SqliteStore {
         account: &str,
         from_hour: i64,
     ) -> Result<Vec<(CountKey, i64)>, StoreError> {
-        let rows = sqlx::query(
+        let rows: Vec<(String, i64, String, String, i64)> = sqlx::query_as(
             "SELECT account, hour, outcome, reason, count FROM attestation_counts \
              WHERE account = ? AND hour >= ? ORDER BY hour",
         )
@@ -432,20 +349,20 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok((
+        Ok(rows
+            .into_iter()
+            .map(|(account, hour, outcome, reason, count)| {
+                (
                     CountKey {
-                        account: r.try_get("account")?,
-                        hour: r.try_get("hour")?,
-                        outcome: r.try_get("outcome")?,
-                        reason: r.try_get("reason")?,
+                        account,
+                        hour,
+                        outcome,
+                        reason,
                     },
-                    r.try_get("count")?,
-                ))
+                    count,
+                )
             })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(map_err)
+            .collect())
     }
 }
 
