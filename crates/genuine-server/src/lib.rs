@@ -78,6 +78,9 @@ pub enum StartError {
     /// A secret file may be read by other users.
     #[error("{0} is readable by other users; run chmod 600 on it")]
     InsecureFile(PathBuf),
+    /// Another process serves from the same data dir.
+    #[error("{0} is in use by another `genuine serve`; stop it or use another --data")]
+    DataDirInUse(PathBuf),
     /// The master key file is not 32 bytes.
     #[error("{0} is not a 32-byte master key")]
     BadMasterKey(PathBuf),
@@ -113,6 +116,8 @@ pub struct Running {
     stop: oneshot::Sender<()>,
     server: JoinHandle<()>,
     flusher: JoinHandle<()>,
+    /// Held for the life of the service: one process per data dir.
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for Running {
@@ -188,6 +193,17 @@ pub async fn start_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Ru
     let dir = &config.data_dir;
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    let lock_path = dir.join("genuine.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&lock_path)
+        .map_err(io(&lock_path))?;
+    if lock.try_lock().is_err() {
+        return Err(StartError::DataDirInUse(dir.clone()));
+    }
     let master = load_master_key(dir)?;
     let store = SqliteStore::open(&dir.join("genuine.db")).await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -227,13 +243,9 @@ pub async fn start_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Ru
         }
         None => false,
     };
-    Ok(serve(
-        listener,
-        addr,
-        service,
-        admin_token_file,
-        bootstrapped,
-    ))
+    let mut running = serve(listener, addr, service, admin_token_file, bootstrapped);
+    running._lock = Some(lock);
+    Ok(running)
 }
 
 fn serve(
@@ -273,5 +285,6 @@ fn serve(
         stop,
         server,
         flusher,
+        _lock: None,
     }
 }
