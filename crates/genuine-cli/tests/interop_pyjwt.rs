@@ -1,6 +1,7 @@
-//! Tokens are plain JWTs: tokens from the running service verify with PyJWT
-//! against the published JWKS (ES256, EdDSA) or the exported secret (HS256),
-//! and decoys do not verify.
+//! Tokens are plain JWTs, both ways: tokens from the running service verify
+//! with PyJWT against the published JWKS (ES256, EdDSA) or the exported secret
+//! (HS256), and decoys do not; tokens minted by PyJWT verify with
+//! `genuine-verify`.
 //!
 //! Needs `python3` with `pyjwt[crypto]`; the test installs it with pip when it
 //! is missing. Without python3 it reports that it was skipped, except under CI
@@ -141,5 +142,68 @@ async fn pyjwt_verifies_valid_tokens_and_refuses_decoys() {
             );
         }
     }
+    svc.stop().await;
+}
+
+#[tokio::test]
+async fn genuine_verify_accepts_tokens_minted_by_pyjwt() {
+    if python_with_pyjwt().is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 is required under CI"
+        );
+        eprintln!("SKIPPED: python3 not found; install python3 to run the PyJWT interop test");
+        return;
+    }
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let svc = TestService::start_at(now).await;
+    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
+    let (kid, secret) = (hs["kid"].as_str().unwrap(), hs["secret"].as_str().unwrap());
+    let issuer = svc.issuer("default");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/mint_pyjwt.py");
+    let out = Command::new("python3")
+        .args([script, &issuer, "hs.example.com", kid, secret])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let minted: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jwks: genuine_verify::Jwks = serde_json::from_value(minted["jwks"].clone()).unwrap();
+    let expect = genuine_verify::Expectations {
+        issuer: issuer.clone(),
+        audiences: vec!["hs.example.com".into()],
+        leeway_secs: 0,
+    };
+    let asym = genuine_verify::Verifier::from_jwks(&jwks, expect.clone())
+        .unwrap()
+        .expect_typ("JWT")
+        .require_claims(&["sub", "iat", "jti", "did", "arc"]);
+    let secret = genuine_protocol::b64::decode(secret).unwrap();
+    let hmac = genuine_verify::Verifier::from_hs256_secret(kid, &secret, expect)
+        .unwrap()
+        .expect_typ("JWT");
+    let mut seen = Vec::new();
+    for t in minted["tokens"].as_array().unwrap() {
+        let (alg, token) = (t["alg"].as_str().unwrap(), t["token"].as_str().unwrap());
+        let verifier = if alg == "HS256" { &hmac } else { &asym };
+        let claims = verifier
+            .verify(token, now)
+            .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        assert_eq!(claims.sub.as_deref(), Some("com.example.shop"));
+        seen.push(alg.to_owned());
+    }
+    assert_eq!(seen, ["ES256", "EdDSA", "HS256"]);
+    // The service's own check agrees for the token made with its exported secret.
+    let hs_token = minted["tokens"][2]["token"].as_str().unwrap();
+    assert_eq!(svc.check(hs_token).await["valid"], true);
     svc.stop().await;
 }

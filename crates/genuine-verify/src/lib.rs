@@ -30,9 +30,16 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod jwks;
+#[cfg(feature = "tower")]
+pub mod layer;
+#[cfg(feature = "remote")]
+pub mod remote;
 
 pub use jwks::{Jwk, Jwks};
+
+use std::sync::Arc;
 
 use data_encoding::BASE64URL_NOPAD;
 use ring::{hmac, signature};
@@ -157,6 +164,25 @@ pub struct Claims {
     pub ip: Option<String>,
 }
 
+impl Claims {
+    /// Whether the claim `name` is present.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        match name {
+            "iss" | "aud" | "exp" => true,
+            "sub" => self.sub.is_some(),
+            "iat" => self.iat.is_some(),
+            "nbf" => self.nbf.is_some(),
+            "jti" => self.jti.is_some(),
+            "did" => self.did.is_some(),
+            "arc" => self.arc.is_some(),
+            "pay" => self.pay.is_some(),
+            "ip" => self.ip.is_some(),
+            _ => false,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Header {
@@ -217,6 +243,12 @@ pub enum VerifyError {
     /// `pay` does not equal the hash of the request data.
     #[error("token binding does not match the request")]
     BindingMismatch,
+    /// The header `typ` is not the expected one.
+    #[error("token typ is not the expected one")]
+    WrongType,
+    /// A required claim is absent (names it).
+    #[error("token lacks the required claim {0}")]
+    MissingClaim(String),
     /// A key could not be loaded (names the problem).
     #[error("key is not usable: {0}")]
     BadKey(String),
@@ -226,6 +258,9 @@ pub enum VerifyError {
 pub struct Verifier {
     keys: Vec<KeyRecord>,
     expect: Expectations,
+    required: Vec<String>,
+    typ: Option<String>,
+    cache: Option<cache::TokenCache>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -252,7 +287,7 @@ impl Verifier {
                 keys.push(KeyRecord { kid, material });
             }
         }
-        Ok(Self { keys, expect })
+        Ok(Self::with_keys(keys, expect))
     }
 
     /// A verifier from an HS256 secret and its `kid`.
@@ -269,13 +304,46 @@ impl Verifier {
                 "HS256 secret shorter than 32 bytes".into(),
             ));
         }
-        Ok(Self {
-            keys: vec![KeyRecord {
-                kid: kid.to_owned(),
-                material: KeyMaterial::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
-            }],
+        let keys = vec![KeyRecord {
+            kid: kid.to_owned(),
+            material: KeyMaterial::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+        }];
+        Ok(Self::with_keys(keys, expect))
+    }
+
+    fn with_keys(keys: Vec<KeyRecord>, expect: Expectations) -> Self {
+        Self {
+            keys,
             expect,
-        })
+            required: Vec::new(),
+            typ: None,
+            cache: None,
+        }
+    }
+
+    /// Claims that must be present besides `iss`, `aud` and `exp`, e.g.
+    /// `["sub", "did", "jti", "iat"]`. Names other than the Genuine claims
+    /// (`sub iat nbf jti did arc pay ip`) can never be present and so refuse
+    /// every token.
+    #[must_use]
+    pub fn require_claims(mut self, names: &[&str]) -> Self {
+        self.required = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    /// The header `typ` every token must carry (e.g. `JWT`).
+    #[must_use]
+    pub fn expect_typ(mut self, typ: &str) -> Self {
+        self.typ = Some(typ.to_owned());
+        self
+    }
+
+    /// Keeps up to `capacity` verified tokens: a token seen again costs a
+    /// lookup and the `exp` check instead of a signature verification.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(cache::TokenCache::new(capacity));
+        self
     }
 
     /// Verifies a token at `now` (Unix seconds) and returns its claims.
@@ -283,6 +351,37 @@ impl Verifier {
     /// # Errors
     /// [`VerifyError`] naming the first failed check.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        self.verify_shared(token, now).map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Verifier::verify`] returning shared claims (no copy on a cache hit).
+    ///
+    /// # Errors
+    /// [`VerifyError`] naming the first failed check.
+    pub fn verify_shared(&self, token: &str, now: i64) -> Result<Arc<Claims>, VerifyError> {
+        let leeway = i64::try_from(self.expect.leeway_secs).unwrap_or(i64::MAX);
+        if let Some(cache) = &self.cache
+            && let Some(claims) = cache.get(token)
+        {
+            if now >= claims.exp.saturating_add(leeway) {
+                cache.remove(token);
+                return Err(VerifyError::Expired);
+            }
+            if let Some(nbf) = claims.nbf
+                && now.saturating_add(leeway) < nbf
+            {
+                return Err(VerifyError::NotYetValid);
+            }
+            return Ok(claims);
+        }
+        let claims = Arc::new(self.verify_uncached(token, now, leeway)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(token, claims.clone(), now, leeway);
+        }
+        Ok(claims)
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64, leeway: i64) -> Result<Claims, VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::TooLarge);
         }
@@ -309,11 +408,17 @@ impl Verifier {
         if !key.verify(signing_input, &sig) {
             return Err(VerifyError::BadSignature);
         }
-        let _ = header.typ;
+        if let Some(want) = &self.typ
+            && header.typ.as_deref() != Some(want.as_str())
+        {
+            return Err(VerifyError::WrongType);
+        }
         let claims = decode(p, "payload")?;
         let claims: Claims =
             serde_json::from_slice(&claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?;
-        let leeway = i64::try_from(self.expect.leeway_secs).unwrap_or(i64::MAX);
+        if let Some(missing) = self.required.iter().find(|n| !claims.has(n)) {
+            return Err(VerifyError::MissingClaim(missing.clone()));
+        }
         if now >= claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }

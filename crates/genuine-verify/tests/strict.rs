@@ -368,3 +368,66 @@ fn binding() {
         VerifyError::BindingMissing
     );
 }
+
+#[test]
+fn required_claims_and_typ() {
+    let with_typ = hs(
+        r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#,
+        &claims().to_string(),
+    );
+    let no_typ = hs(r#"{"alg":"HS256","kid":"k1"}"#, &claims().to_string());
+    let v = hs_verifier()
+        .expect_typ("JWT")
+        .require_claims(&["sub", "did", "jti", "iat", "arc"]);
+    assert!(v.verify(&with_typ, NOW).is_ok());
+    assert_eq!(v.verify(&no_typ, NOW).unwrap_err(), VerifyError::WrongType);
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("did");
+    let no_did = hs(r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#, &c.to_string());
+    assert_eq!(
+        v.verify(&no_did, NOW).unwrap_err(),
+        VerifyError::MissingClaim("did".into())
+    );
+    let strange = hs_verifier().require_claims(&["not-a-genuine-claim"]);
+    assert!(
+        strange.verify(&with_typ, NOW).is_err(),
+        "an unknown required claim is never present"
+    );
+}
+
+#[test]
+fn cache_serves_repeats_checks_expiry_and_stays_bounded() {
+    let v = hs_verifier().with_cache(2);
+    let t1 = hs(r#"{"alg":"HS256","kid":"k1"}"#, &claims().to_string());
+    let first = v.verify_shared(&t1, NOW).unwrap();
+    let again = v.verify_shared(&t1, NOW).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "a repeat is served from the cache"
+    );
+    assert_eq!(v.verify(&t1, NOW).unwrap(), *first);
+    // Expiry is still checked on a hit, with the same leeway as a miss.
+    assert_eq!(
+        v.verify_shared(&t1, NOW + 290).unwrap_err(),
+        VerifyError::Expired
+    );
+    assert!(
+        v.verify_shared(&t1, NOW).is_ok(),
+        "re-verified after the expired hit was dropped"
+    );
+    // Only verified tokens enter: a forged copy is refused every time.
+    let mut forged = t1.clone();
+    forged.pop();
+    forged.push(if t1.ends_with('A') { 'Q' } else { 'A' });
+    for _ in 0..2 {
+        assert!(v.verify_shared(&forged, NOW).is_err());
+    }
+    // Hard limit: many distinct tokens never grow it past capacity.
+    for i in 0..10 {
+        let mut c = claims();
+        c["jti"] = json!(format!("j{i}"));
+        let t = hs(r#"{"alg":"HS256","kid":"k1"}"#, &c.to_string());
+        assert!(v.verify_shared(&t, NOW).is_ok());
+    }
+    assert_eq!(v.verify_shared(&t1, NOW).unwrap().jti.as_deref(), Some("j"));
+}

@@ -1,0 +1,1 @@
+//! The tower `Layer` (being written).
