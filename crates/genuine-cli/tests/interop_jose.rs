@@ -1,0 +1,122 @@
+//! Tokens verify with the npm package `jose` (Node) against the published JWKS
+//! or the exported HS256 secret; decoys do not.
+//!
+//! Needs `node` and `npm`; the test installs `jose` once into cargo's
+//! per-target temporary directory. Without node it reports that it was
+//! skipped, except under CI (`CI` set), where that is a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::{Attempt, TestDevice, TestService, digest};
+use serde_json::{Value, json};
+
+/// A directory with `jose` installed and the verification script beside it.
+fn jose_dir() -> Option<PathBuf> {
+    if Command::new("node").arg("--version").output().is_err() {
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("jose-interop");
+    std::fs::create_dir_all(&dir).unwrap();
+    if !dir.join("node_modules/jose/package.json").exists() {
+        let out = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("jose@6")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "npm install jose failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_jose.mjs"),
+        dir.join("verify.mjs"),
+    )
+    .unwrap();
+    Some(dir)
+}
+
+#[tokio::test]
+async fn jose_verifies_valid_tokens_and_refuses_decoys() {
+    let Some(dir) = jose_dir() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node is required under CI"
+        );
+        eprintln!("SKIPPED: node not found; install Node.js to run the jose interop test");
+        return;
+    };
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap();
+    let svc = TestService::start_at(now).await;
+    svc.register("com.example.shop", &digest(1)).await;
+    svc.add_api("es.example.com", "ES256", 300).await;
+    svc.add_api("ed.example.com", "EdDSA", 300).await;
+    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
+    let secret = format!("hs256:{}", hs["secret"].as_str().unwrap());
+    let dev = TestDevice::new();
+    let issuer = svc.issuer("default");
+    let (mut cases, mut expected) = (Vec::new(), Vec::new());
+    for (api, key) in [
+        ("es.example.com", "jwks".to_owned()),
+        ("ed.example.com", "jwks".to_owned()),
+        ("hs.example.com", secret),
+    ] {
+        let valid = dev
+            .attest(&svc, &Attempt::new("com.example.shop", api, digest(1)))
+            .await
+            .token;
+        let decoy = dev
+            .attest(&svc, &Attempt::new("com.example.shop", api, digest(2)))
+            .await
+            .token;
+        for (token, ok) in [(valid, true), (decoy, false)] {
+            cases.push(json!({"token": token, "key": key, "audience": api, "issuer": issuer}));
+            expected.push(ok);
+        }
+    }
+    let jwks = svc
+        .request("GET", "/.well-known/jwks.json", None, None)
+        .await
+        .1;
+    let input = svc.dir.path().join("jose-cases.json");
+    std::fs::write(
+        &input,
+        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("node")
+        .arg(dir.join("verify.mjs"))
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), expected.len());
+    for (i, (r, ok)) in results.iter().zip(&expected).enumerate() {
+        assert_eq!(r["ok"], json!(ok), "case {i}: {r}");
+        if !ok {
+            assert_eq!(
+                r["error"], "ERR_JWS_SIGNATURE_VERIFICATION_FAILED",
+                "case {i}: {r}"
+            );
+        }
+    }
+    svc.stop().await;
+}
