@@ -478,7 +478,10 @@ pub(crate) fn jwks(data: &[u8]) -> bool {
             let now = i64::try_from(NOW).unwrap_or(i64::MAX);
             match verifier.verify(&token, now) {
                 Err(
-                    VerifyError::UnknownKey | VerifyError::AlgMismatch | VerifyError::BadSignature,
+                    VerifyError::UnknownKey
+                    | VerifyError::MissingKid
+                    | VerifyError::AlgMismatch
+                    | VerifyError::BadSignature,
                 ) => {}
                 other => panic!("forged token under {kid:?}/{alg}: {other:?}"),
             }

@@ -257,6 +257,7 @@ impl SigningKey {
             Inner::Hs256 { .. } => return None,
         };
         Some(Jwk {
+            key_ops: None,
             kty: kty.into(),
             crv: Some(crv.into()),
             kid: Some(self.kid.clone()),

@@ -29,6 +29,9 @@ pub struct Jwk {
     /// Intended use, `sig`.
     #[serde(default, rename = "use", skip_serializing_if = "Option::is_none")]
     pub use_: Option<String>,
+    /// Permitted operations; a key listing them without `verify` is not used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ops: Option<Vec<String>>,
     /// x coordinate (EC) or public key (OKP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x: Option<String>,
@@ -54,6 +57,13 @@ impl Jwk {
             return Ok(None);
         };
         if self.use_.as_deref().is_some_and(|u| u != "sig") {
+            return Ok(None);
+        }
+        if self
+            .key_ops
+            .as_ref()
+            .is_some_and(|ops| !ops.iter().any(|o| o == "verify"))
+        {
             return Ok(None);
         }
         let material = match (self.kty.as_str(), self.crv.as_deref()) {

@@ -216,6 +216,9 @@ pub enum VerifyError {
     /// No key with the token's `kid` (or no `kid` with several keys).
     #[error("token kid names no known key")]
     UnknownKey,
+    /// The header names no `kid`.
+    #[error("token header has no kid")]
+    MissingKid,
     /// The header's `alg` differs from the selected key's.
     #[error("token alg does not match its key")]
     AlgMismatch,
@@ -231,6 +234,12 @@ pub enum VerifyError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("token is not yet valid")]
     NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token was issued in the future")]
+    IssuedInFuture,
+    /// `exp - iat` exceeds the configured maximum lifetime.
+    #[error("token lifetime is longer than allowed")]
+    LifetimeTooLong,
     /// `iss` differs from the expected issuer.
     #[error("token issuer is not the expected one")]
     WrongIssuer,
@@ -260,6 +269,7 @@ pub struct Verifier {
     expect: Expectations,
     required: Vec<String>,
     typ: Option<String>,
+    max_lifetime: Option<i64>,
     cache: Option<cache::TokenCache>,
 }
 
@@ -281,9 +291,12 @@ impl Verifier {
     /// # Errors
     /// [`VerifyError::BadKey`] if a supported key is malformed.
     pub fn from_jwks(jwks: &Jwks, expect: Expectations) -> Result<Self, VerifyError> {
-        let mut keys = Vec::new();
+        let mut keys: Vec<KeyRecord> = Vec::new();
         for jwk in &jwks.keys {
             if let Some((kid, material)) = jwk.to_material()? {
+                if keys.iter().any(|k| k.kid == kid) {
+                    return Err(VerifyError::BadKey(format!("duplicate kid {kid:?}")));
+                }
                 keys.push(KeyRecord { kid, material });
             }
         }
@@ -317,6 +330,7 @@ impl Verifier {
             expect,
             required: Vec::new(),
             typ: None,
+            max_lifetime: None,
             cache: None,
         }
     }
@@ -335,6 +349,14 @@ impl Verifier {
     #[must_use]
     pub fn expect_typ(mut self, typ: &str) -> Self {
         self.typ = Some(typ.to_owned());
+        self
+    }
+
+    /// Refuses tokens whose lifetime `exp - iat` exceeds `secs` (and tokens
+    /// without `iat`). Genuine tokens live the API's TTL, 300 s by default.
+    #[must_use]
+    pub fn max_lifetime(mut self, secs: u64) -> Self {
+        self.max_lifetime = Some(i64::try_from(secs).unwrap_or(i64::MAX));
         self
     }
 
@@ -392,14 +414,17 @@ impl Verifier {
             return Err(VerifyError::NotCompact);
         };
         let header = decode(h, "header")?;
-        let header: Header = serde_json::from_slice(&header).map_err(|_| VerifyError::BadHeader)?;
+        let header = json_text(&header).ok_or(VerifyError::BadHeader)?;
+        let header: Header = serde_json::from_str(header).map_err(|_| VerifyError::BadHeader)?;
         let alg = Algorithm::from_name(&header.alg).ok_or(VerifyError::UnsupportedAlg)?;
-        let key = match &header.kid {
-            Some(kid) => self.keys.iter().find(|k| &k.kid == kid),
-            None if self.keys.len() == 1 => self.keys.first(),
-            None => None,
-        }
-        .ok_or(VerifyError::UnknownKey)?;
+        // Genuine always names the key: a token without `kid` is refused even
+        // when the verifier holds a single key.
+        let kid = header.kid.as_ref().ok_or(VerifyError::MissingKid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| &k.kid == kid)
+            .ok_or(VerifyError::UnknownKey)?;
         if key.alg() != alg {
             return Err(VerifyError::AlgMismatch);
         }
@@ -414,13 +439,28 @@ impl Verifier {
             return Err(VerifyError::WrongType);
         }
         let claims = decode(p, "payload")?;
+        let claims = json_text(&claims)
+            .ok_or_else(|| VerifyError::BadClaims("not UTF-8, or nested deeper than 32".into()))?;
         let claims: Claims =
-            serde_json::from_slice(&claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+            serde_json::from_str(claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?;
         if let Some(missing) = self.required.iter().find(|n| !claims.has(n)) {
             return Err(VerifyError::MissingClaim(missing.clone()));
         }
         if now >= claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
+        }
+        if let Some(iat) = claims.iat
+            && iat > now.saturating_add(leeway)
+        {
+            return Err(VerifyError::IssuedInFuture);
+        }
+        if let Some(max) = self.max_lifetime {
+            let iat = claims
+                .iat
+                .ok_or_else(|| VerifyError::MissingClaim("iat".into()))?;
+            if claims.exp.saturating_sub(iat) > max {
+                return Err(VerifyError::LifetimeTooLong);
+            }
         }
         if let Some(nbf) = claims.nbf
             && now.saturating_add(leeway) < nbf
@@ -456,6 +496,40 @@ impl Verifier {
             Err(VerifyError::BindingMismatch)
         }
     }
+}
+
+/// Deepest JSON nesting accepted in a header or claims (objects and arrays).
+const MAX_DEPTH: usize = 32;
+
+/// The bytes as JSON text if they are UTF-8 and nest no deeper than
+/// [`MAX_DEPTH`]. serde skips unknown members without looking inside them, so
+/// both are checked here, over the whole document, before parsing.
+fn json_text(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for b in text.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return None;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Some(text)
 }
 
 fn decode(part: &str, name: &'static str) -> Result<Vec<u8>, VerifyError> {

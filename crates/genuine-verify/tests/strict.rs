@@ -269,6 +269,7 @@ fn es256_from_jwks_and_key_confusion() {
     .unwrap();
     let p = pair.public_key().as_ref();
     let jwk = Jwk {
+        key_ops: None,
         kty: "EC".into(),
         crv: Some("P-256".into()),
         kid: Some("e1".into()),
@@ -322,6 +323,7 @@ fn es256_from_jwks_and_key_confusion() {
     );
     // Keys of other types are ignored, so their kid selects nothing.
     let rsa = Jwk {
+        key_ops: None,
         kty: "RSA".into(),
         crv: None,
         kid: Some("r1".into()),
@@ -334,6 +336,7 @@ fn es256_from_jwks_and_key_confusion() {
     assert_eq!(v.verify(&token, NOW).unwrap_err(), VerifyError::UnknownKey);
     // A malformed supported key is an error at construction.
     let bad = Jwk {
+        key_ops: None,
         x: Some("AAAA".into()),
         ..jwk
     };
