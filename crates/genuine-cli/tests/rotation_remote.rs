@@ -133,3 +133,80 @@ async fn unknown_kids_refetch_at_most_once_per_interval() {
     assert_eq!(err.to_string(), "the JWKS URL answered HTTP 404");
     svc.stop().await;
 }
+
+#[tokio::test]
+async fn the_tower_layer_on_remote_keys_follows_rotation() {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use genuine_verify::layer::GenuineLayer;
+    use tower::ServiceExt;
+
+    let svc = TestService::start().await;
+    svc.add_api(API, "ES256", 300).await;
+    svc.register(APP, &digest(1)).await;
+    let expect = Expectations {
+        issuer: svc.issuer("default"),
+        audiences: vec![API.into()],
+        leeway_secs: 0,
+    };
+    let options = RemoteOptions {
+        min_refetch: Duration::ZERO,
+        ..RemoteOptions::default()
+    };
+    let keys = RemoteJwks::connect(
+        format!("{}/v1/accounts/default/jwks.json", svc.url),
+        options,
+        move |jwks| Ok(Verifier::from_jwks(jwks, expect.clone())?.with_cache(1000)),
+    )
+    .await
+    .unwrap();
+    let clock = svc.clock.clone();
+    let layer = GenuineLayer::with_keys(keys).clock(std::sync::Arc::new(move || clock.get()));
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hi" }))
+        .layer(layer.clone());
+    let call = |token: String| {
+        let app = app.clone();
+        async move {
+            let req = Request::get("/hello")
+                .header("genuine-token", token)
+                .body(Body::empty())
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    };
+    let dev = TestDevice::new();
+    let a = Attempt::new(APP, API, digest(1));
+    let old = dev.attest(&svc, &a).await.token;
+    assert_eq!(call(old.clone()).await, StatusCode::OK);
+
+    svc.admin("POST", &format!("apis/{API}/rotate"), None).await;
+    let new = dev.attest(&svc, &a).await.token;
+    // The first request with the new kid is answered with the keys in hand and
+    // starts a fetch in the background; the keys follow within moments.
+    let mut status = call(new.clone()).await;
+    for _ in 0..100 {
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        status = call(new.clone()).await;
+    }
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the layer picked up the rotated key without a restart"
+    );
+    assert_eq!(
+        call(old).await,
+        StatusCode::OK,
+        "old tokens verify until they expire"
+    );
+    let decoy = dev
+        .attest(&svc, &Attempt::new(APP, API, digest(2)))
+        .await
+        .token;
+    assert_eq!(call(decoy).await, StatusCode::UNAUTHORIZED);
+    assert!(layer.stats().valid() >= 3);
+    svc.stop().await;
+}

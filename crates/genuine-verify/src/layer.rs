@@ -179,9 +179,29 @@ fn system_clock() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Where the layer's keys come from: a fixed [`Verifier`]
+/// ([`GenuineLayer::new`]), or keys that follow the service's JWKS URL
+/// ([`RemoteJwks`](crate::remote::RemoteJwks), feature `remote`).
+pub trait KeySource: Send + Sync + 'static {
+    /// The verifier to use for this request.
+    fn current(&self) -> Arc<Verifier>;
+    /// A token named a `kid` the current keys lack: fetch keys soon. Must not
+    /// block; the request itself is answered with the keys it had.
+    fn unknown_kid(&self) {}
+}
+
+/// A fixed verifier as a [`KeySource`].
+struct Fixed(Arc<Verifier>);
+
+impl KeySource for Fixed {
+    fn current(&self) -> Arc<Verifier> {
+        self.0.clone()
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
-    verifier: Arc<Verifier>,
+    keys: Arc<dyn KeySource>,
     mode: Mode,
     header: HeaderName,
     bind_to: Vec<HeaderName>,
@@ -193,7 +213,7 @@ struct Shared {
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GenuineLayer")
-            .field("verifier", &self.verifier)
+            .field("keys", &"KeySource")
             .field("mode", &self.mode)
             .field("header", &self.header)
             .field("bind_to", &self.bind_to)
@@ -218,10 +238,14 @@ impl Shared {
             return Err(Refusal::Repeated);
         }
         let token = value.to_str().map_err(|_| Refusal::NotAscii)?;
-        let claims = self
-            .verifier
-            .verify(token, (self.clock)())
-            .map_err(Refusal::Invalid)?;
+        let claims = match self.keys.current().verify(token, (self.clock)()) {
+            Ok(claims) => claims,
+            Err(VerifyError::UnknownKey) => {
+                self.keys.unknown_kid();
+                return Err(Refusal::Invalid(VerifyError::UnknownKey));
+            }
+            Err(e) => return Err(Refusal::Invalid(e)),
+        };
         if self.binding_required || (!self.bind_to.is_empty() && claims.pay.is_some()) {
             let mut data = Vec::new();
             for name in &self.bind_to {
@@ -250,9 +274,19 @@ impl GenuineLayer {
     /// binding, using the system clock.
     #[must_use]
     pub fn new(verifier: Arc<Verifier>) -> Self {
+        Self::with_keys(Arc::new(Fixed(verifier)))
+    }
+
+    /// A layer whose keys come from `keys`, e.g. an `Arc<RemoteJwks>` that
+    /// follows the service's JWKS URL: a token with a `kid` the keys lack is
+    /// refused and triggers a (rate-limited) fetch in the background, so keys
+    /// rotated on the service are picked up without a restart. Otherwise as
+    /// [`GenuineLayer::new`].
+    #[must_use]
+    pub fn with_keys(keys: Arc<dyn KeySource>) -> Self {
         Self {
             shared: Arc::new(Shared {
-                verifier,
+                keys,
                 mode: Mode::Enforce,
                 header: HeaderName::from_static(DEFAULT_HEADER),
                 bind_to: Vec::new(),

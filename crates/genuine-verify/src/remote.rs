@@ -72,6 +72,8 @@ pub struct RemoteJwks {
     current: RwLock<Arc<Current>>,
     /// Serialises fetches; holds the time of the last one.
     last_fetch: tokio::sync::Mutex<Instant>,
+    /// Itself, for background fetches started from a `&self`.
+    me: Weak<RemoteJwks>,
 }
 
 impl std::fmt::Debug for RemoteJwks {
@@ -103,13 +105,14 @@ impl RemoteJwks {
         let url = url.into();
         let jwks = fetch(&http, &url).await?;
         let verifier = Arc::new(build(&jwks)?);
-        Ok(Arc::new(Self {
+        Ok(Arc::new_cyclic(|me| Self {
             url,
             http,
             build: Box::new(build),
             options,
             current: RwLock::new(Arc::new(Current { jwks, verifier })),
             last_fetch: tokio::sync::Mutex::new(Instant::now()),
+            me: me.clone(),
         }))
     }
 
@@ -162,20 +165,30 @@ impl RemoteJwks {
             Err(VerifyError::UnknownKey) => {}
             other => return other,
         }
+        if self.refetch_after_unknown_kid(&before).await {
+            self.verifier().verify_shared(token, now)
+        } else {
+            Err(VerifyError::UnknownKey)
+        }
+    }
+
+    /// After a token named an unknown `kid` under the keys `before`: fetches
+    /// the JWKS unless another fetch replaced those keys meanwhile or the last
+    /// fetch was less than [`RemoteOptions::min_refetch`] ago. `true` when
+    /// other keys than `before` are now in use.
+    async fn refetch_after_unknown_kid(&self, before: &Arc<Current>) -> bool {
         let mut last = self.last_fetch.lock().await;
-        let latest = self.current();
-        if !Arc::ptr_eq(&before, &latest) {
-            // Another request refreshed while this one waited.
-            return latest.verifier.verify_shared(token, now);
+        if !Arc::ptr_eq(before, &self.current()) {
+            return true;
         }
         if last.elapsed() < self.options.min_refetch {
-            return Err(VerifyError::UnknownKey);
+            return false;
         }
         match self.refresh_locked(&mut last).await {
-            Ok(_) => self.verifier().verify_shared(token, now),
+            Ok(changed) => changed,
             Err(e) => {
                 tracing::warn!(url = %self.url, error = %e, "JWKS refetch for an unknown kid failed");
-                Err(VerifyError::UnknownKey)
+                false
             }
         }
     }
@@ -219,4 +232,23 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<Jwks, RemoteError> {
         return Err(RemoteError::Body("larger than 1 MiB".into()));
     }
     serde_json::from_slice(&bytes).map_err(|e| RemoteError::Body(e.to_string()))
+}
+
+#[cfg(feature = "tower")]
+impl crate::layer::KeySource for RemoteJwks {
+    fn current(&self) -> Arc<Verifier> {
+        self.verifier()
+    }
+
+    /// Starts a rate-limited fetch in the background (needs a tokio runtime).
+    fn unknown_kid(&self) {
+        let (Some(this), Ok(rt)) = (self.me.upgrade(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let before = self.current();
+        rt.spawn(async move {
+            this.refetch_after_unknown_kid(&before).await;
+        });
+    }
 }
