@@ -102,6 +102,39 @@ enum KeyMaterial {
 struct KeyRecord {
     kid: String,
     material: KeyMaterial,
+    /// The header segment the service mints for this key,
+    /// `b64url({"alg":…,"typ":"JWT","kid":…})`: a token carrying exactly it
+    /// needs no header decoding or parsing (same decision, less work).
+    minted_header: String,
+}
+
+impl KeyRecord {
+    fn new(kid: String, material: KeyMaterial) -> Self {
+        #[derive(serde::Serialize)]
+        struct Minted<'a> {
+            alg: &'a str,
+            typ: &'a str,
+            kid: &'a str,
+        }
+        let alg = match material {
+            KeyMaterial::Es256(_) => Algorithm::Es256,
+            KeyMaterial::EdDsa(_) => Algorithm::EdDsa,
+            KeyMaterial::Hs256(_) => Algorithm::Hs256,
+        };
+        let minted = Minted {
+            alg: alg.as_str(),
+            typ: "JWT",
+            kid: &kid,
+        };
+        let minted_header = serde_json::to_vec(&minted)
+            .map(|h| BASE64URL_NOPAD.encode(&h))
+            .unwrap_or_default();
+        Self {
+            kid,
+            material,
+            minted_header,
+        }
+    }
 }
 
 impl KeyRecord {
@@ -297,7 +330,7 @@ impl Verifier {
                 if keys.iter().any(|k| k.kid == kid) {
                     return Err(VerifyError::BadKey(format!("duplicate kid {kid:?}")));
                 }
-                keys.push(KeyRecord { kid, material });
+                keys.push(KeyRecord::new(kid, material));
             }
         }
         Ok(Self::with_keys(keys, expect))
@@ -317,10 +350,10 @@ impl Verifier {
                 "HS256 secret shorter than 32 bytes".into(),
             ));
         }
-        let keys = vec![KeyRecord {
-            kid: kid.to_owned(),
-            material: KeyMaterial::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
-        }];
+        let keys = vec![KeyRecord::new(
+            kid.to_owned(),
+            KeyMaterial::Hs256(hmac::Key::new(hmac::HMAC_SHA256, secret)),
+        )];
         Ok(Self::with_keys(keys, expect))
     }
 
@@ -373,6 +406,10 @@ impl Verifier {
     /// # Errors
     /// [`VerifyError`] naming the first failed check.
     pub fn verify(&self, token: &str, now: i64) -> Result<Claims, VerifyError> {
+        if self.cache.is_none() {
+            let leeway = i64::try_from(self.expect.leeway_secs).unwrap_or(i64::MAX);
+            return self.verify_uncached(token, now, leeway);
+        }
         self.verify_shared(token, now).map(Arc::unwrap_or_clone)
     }
 
@@ -403,16 +440,9 @@ impl Verifier {
         Ok(claims)
     }
 
-    fn verify_uncached(&self, token: &str, now: i64, leeway: i64) -> Result<Claims, VerifyError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(VerifyError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::NotCompact);
-        };
+    /// Decodes and checks a header other than the minted one; returns the key
+    /// its `kid` selects and whether its `typ` is the expected one.
+    fn parse_header(&self, h: &str) -> Result<(&KeyRecord, bool), VerifyError> {
         let header = decode(h, "header")?;
         let header = json_text(&header).ok_or(VerifyError::BadHeader)?;
         let header: Header = serde_json::from_str(header).map_err(|_| VerifyError::BadHeader)?;
@@ -428,14 +458,35 @@ impl Verifier {
         if key.alg() != alg {
             return Err(VerifyError::AlgMismatch);
         }
+        let typ_ok = self
+            .typ
+            .as_ref()
+            .is_none_or(|want| header.typ.as_ref() == Some(want));
+        Ok((key, typ_ok))
+    }
+
+    fn verify_uncached(&self, token: &str, now: i64, leeway: i64) -> Result<Claims, VerifyError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(VerifyError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::NotCompact);
+        };
+        let (key, typ_ok) = match self.keys.iter().find(|k| k.minted_header == h) {
+            // The exact header the service mints for this key: its alg, typ
+            // "JWT", nothing else.
+            Some(key) => (key, self.typ.as_deref().is_none_or(|t| t == "JWT")),
+            None => self.parse_header(h)?,
+        };
         let sig = decode(s, "signature")?;
         let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
         if !key.verify(signing_input, &sig) {
             return Err(VerifyError::BadSignature);
         }
-        if let Some(want) = &self.typ
-            && header.typ.as_deref() != Some(want.as_str())
-        {
+        if !typ_ok {
             return Err(VerifyError::WrongType);
         }
         let claims = decode(p, "payload")?;
@@ -506,6 +557,10 @@ const MAX_DEPTH: usize = 32;
 /// both are checked here, over the whole document, before parsing.
 fn json_text(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
+    // At most MAX_DEPTH openers anywhere cannot nest deeper: skip the scan.
+    if bytecount_openers(bytes) <= MAX_DEPTH {
+        return Some(text);
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for b in text.bytes() {
         if in_string {
@@ -530,6 +585,10 @@ fn json_text(bytes: &[u8]) -> Option<&str> {
         }
     }
     Some(text)
+}
+
+fn bytecount_openers(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count()
 }
 
 fn decode(part: &str, name: &'static str) -> Result<Vec<u8>, VerifyError> {
