@@ -12,7 +12,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{Attempt, TestDevice, TestService, digest};
+use common::{Attempt, TestDevice, digest};
 use serde_json::{Value, json};
 
 /// A directory with `jose` installed and the verification script beside it.
@@ -46,34 +46,14 @@ fn jose_dir() -> Option<PathBuf> {
 #[tokio::test]
 async fn jose_verifies_valid_tokens_and_refuses_decoys() {
     let Some(dir) = jose_dir() else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "node is required under CI"
-        );
-        eprintln!("SKIPPED: node not found; install Node.js to run the jose interop test");
+        common::tool_present(false, "node");
         return;
     };
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    let svc = TestService::start_at(now).await;
-    svc.register("com.example.shop", &digest(1)).await;
-    svc.add_api("es.example.com", "ES256", 300).await;
-    svc.add_api("ed.example.com", "EdDSA", 300).await;
-    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
-    let secret = format!("hs256:{}", hs["secret"].as_str().unwrap());
+    let (svc, apis) = common::service_with_three_algs().await;
     let dev = TestDevice::new();
     let issuer = svc.issuer("default");
     let (mut cases, mut expected) = (Vec::new(), Vec::new());
-    for (api, key) in [
-        ("es.example.com", "jwks".to_owned()),
-        ("ed.example.com", "jwks".to_owned()),
-        ("hs.example.com", secret),
-    ] {
+    for (api, key) in apis {
         let valid = dev
             .attest(&svc, &Attempt::new("com.example.shop", api, digest(1)))
             .await

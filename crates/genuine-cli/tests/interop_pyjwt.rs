@@ -47,35 +47,15 @@ fn python_with_pyjwt() -> Option<()> {
 #[tokio::test]
 async fn pyjwt_verifies_valid_tokens_and_refuses_decoys() {
     if python_with_pyjwt().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required under CI"
-        );
-        eprintln!("SKIPPED: python3 not found; install python3 to run the PyJWT interop test");
+        common::tool_present(false, "python3");
         return;
     }
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
-    let svc = TestService::start_at(now).await;
-    svc.register("com.example.shop", &digest(1)).await;
-    svc.add_api("es.example.com", "ES256", 300).await;
-    svc.add_api("ed.example.com", "EdDSA", 300).await;
-    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
-    let secret = format!("hs256:{}", hs["secret"].as_str().unwrap());
+    let (svc, apis) = common::service_with_three_algs().await;
     let dev = TestDevice::new();
     let issuer = svc.issuer("default");
     let mut cases = Vec::new();
     let mut expected = Vec::new();
-    for (api, key) in [
-        ("es.example.com", "jwks".to_owned()),
-        ("ed.example.com", "jwks".to_owned()),
-        ("hs.example.com", secret),
-    ] {
+    for (api, key) in apis {
         let valid = dev
             .attest(&svc, &Attempt::new("com.example.shop", api, digest(1)))
             .await
@@ -148,20 +128,10 @@ async fn pyjwt_verifies_valid_tokens_and_refuses_decoys() {
 #[tokio::test]
 async fn genuine_verify_accepts_tokens_minted_by_pyjwt() {
     if python_with_pyjwt().is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 is required under CI"
-        );
-        eprintln!("SKIPPED: python3 not found; install python3 to run the PyJWT interop test");
+        common::tool_present(false, "python3");
         return;
     }
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap();
+    let now = common::unix_now();
     let svc = TestService::start_at(now).await;
     let hs = svc.add_api("hs.example.com", "HS256", 300).await;
     let (kid, secret) = (hs["kid"].as_str().unwrap(), hs["secret"].as_str().unwrap());
@@ -196,7 +166,7 @@ async fn genuine_verify_accepts_tokens_minted_by_pyjwt() {
         let (alg, token) = (t["alg"].as_str().unwrap(), t["token"].as_str().unwrap());
         let verifier = if alg == "HS256" { &hmac } else { &asym };
         let claims = verifier
-            .verify(token, now)
+            .verify(token, common::unix_now())
             .unwrap_or_else(|e| panic!("{alg}: {e}"));
         assert_eq!(claims.sub.as_deref(), Some("com.example.shop"));
         seen.push(alg.to_owned());

@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Attempt, TestDevice, TestService, digest};
@@ -15,8 +16,9 @@ use genuine_verify::{Expectations, Verifier, VerifyError};
 const APP: &str = "com.example.shop";
 const API: &str = "api.example.com";
 
-#[tokio::test]
-async fn a_backend_on_the_jwks_url_follows_rotation_without_restart() {
+/// A service with one ES256 API and a registered app, and a backend whose keys
+/// come from the service's JWKS URL.
+async fn service_and_backend(min_refetch: Duration) -> (TestService, Arc<RemoteJwks>) {
     let svc = TestService::start().await;
     svc.add_api(API, "ES256", 300).await;
     svc.register(APP, &digest(1)).await;
@@ -26,7 +28,7 @@ async fn a_backend_on_the_jwks_url_follows_rotation_without_restart() {
         leeway_secs: 0,
     };
     let options = RemoteOptions {
-        min_refetch: Duration::ZERO,
+        min_refetch,
         ..RemoteOptions::default()
     };
     let backend = RemoteJwks::connect(
@@ -36,6 +38,12 @@ async fn a_backend_on_the_jwks_url_follows_rotation_without_restart() {
     )
     .await
     .unwrap();
+    (svc, backend)
+}
+
+#[tokio::test]
+async fn a_backend_on_the_jwks_url_follows_rotation_without_restart() {
+    let (svc, backend) = service_and_backend(Duration::ZERO).await;
 
     let dev = TestDevice::new();
     let a = Attempt::new(APP, API, digest(1));
@@ -81,25 +89,7 @@ async fn a_backend_on_the_jwks_url_follows_rotation_without_restart() {
 
 #[tokio::test]
 async fn unknown_kids_refetch_at_most_once_per_interval() {
-    let svc = TestService::start().await;
-    svc.add_api(API, "ES256", 300).await;
-    svc.register(APP, &digest(1)).await;
-    let expect = Expectations {
-        issuer: svc.issuer("default"),
-        audiences: vec![API.into()],
-        leeway_secs: 0,
-    };
-    let options = RemoteOptions {
-        min_refetch: Duration::from_secs(3600),
-        ..RemoteOptions::default()
-    };
-    let backend = RemoteJwks::connect(
-        format!("{}/v1/accounts/default/jwks.json", svc.url),
-        options,
-        move |jwks| Verifier::from_jwks(jwks, expect.clone()),
-    )
-    .await
-    .unwrap();
+    let (svc, backend) = service_and_backend(Duration::from_secs(3600)).await;
     svc.admin("POST", &format!("apis/{API}/rotate"), None).await;
     let new = TestDevice::new()
         .attest(&svc, &Attempt::new(APP, API, digest(1)))
@@ -141,25 +131,7 @@ async fn the_tower_layer_on_remote_keys_follows_rotation() {
     use genuine_verify::layer::GenuineLayer;
     use tower::ServiceExt;
 
-    let svc = TestService::start().await;
-    svc.add_api(API, "ES256", 300).await;
-    svc.register(APP, &digest(1)).await;
-    let expect = Expectations {
-        issuer: svc.issuer("default"),
-        audiences: vec![API.into()],
-        leeway_secs: 0,
-    };
-    let options = RemoteOptions {
-        min_refetch: Duration::ZERO,
-        ..RemoteOptions::default()
-    };
-    let keys = RemoteJwks::connect(
-        format!("{}/v1/accounts/default/jwks.json", svc.url),
-        options,
-        move |jwks| Ok(Verifier::from_jwks(jwks, expect.clone())?.with_cache(1000)),
-    )
-    .await
-    .unwrap();
+    let (svc, keys) = service_and_backend(Duration::ZERO).await;
     let clock = svc.clock.clone();
     let layer = GenuineLayer::with_keys(keys).clock(std::sync::Arc::new(move || clock.get()));
     let app = axum::Router::new()

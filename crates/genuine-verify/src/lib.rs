@@ -45,6 +45,11 @@ use data_encoding::BASE64URL_NOPAD;
 use ring::{hmac, signature};
 use serde::Deserialize;
 
+/// Clock skew always allowed on `iat` (seconds), whatever the leeway: a
+/// token issued "in the future" by less than this is a clock difference
+/// between the service and the backend, not an attack.
+pub const IAT_SKEW_SECS: i64 = 60;
+
 /// Largest accepted token, in bytes.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -267,7 +272,7 @@ pub enum VerifyError {
     /// `nbf` is in the future (beyond the leeway).
     #[error("token is not yet valid")]
     NotYetValid,
-    /// `iat` is in the future (beyond the leeway).
+    /// `iat` is in the future by more than the leeway and [`IAT_SKEW_SECS`].
     #[error("token was issued in the future")]
     IssuedInFuture,
     /// `exp - iat` exceeds the configured maximum lifetime.
@@ -500,8 +505,10 @@ impl Verifier {
         if now >= claims.exp.saturating_add(leeway) {
             return Err(VerifyError::Expired);
         }
+        // A backend's clock may trail the service's a little: leeway 0 must
+        // not refuse fresh tokens, so `iat` gets at least IAT_SKEW_SECS.
         if let Some(iat) = claims.iat
-            && iat > now.saturating_add(leeway)
+            && iat > now.saturating_add(leeway.max(IAT_SKEW_SECS))
         {
             return Err(VerifyError::IssuedInFuture);
         }

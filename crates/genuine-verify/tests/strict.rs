@@ -434,3 +434,52 @@ fn cache_serves_repeats_checks_expiry_and_stays_bounded() {
     }
     assert_eq!(v.verify_shared(&t1, NOW).unwrap().jti.as_deref(), Some("j"));
 }
+
+#[test]
+fn iat_in_the_future_allows_clock_skew_but_not_more() {
+    let at = |iat: i64| {
+        let mut c = claims();
+        c["iat"] = json!(iat);
+        hs(r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#, &c.to_string())
+    };
+    let v = hs_verifier();
+    assert!(
+        v.verify(&at(NOW + 30), NOW).is_ok(),
+        "a backend clock 30 s behind the service"
+    );
+    assert!(
+        v.verify(&at(NOW + genuine_verify::IAT_SKEW_SECS), NOW)
+            .is_ok()
+    );
+    assert_eq!(
+        v.verify(&at(NOW + genuine_verify::IAT_SKEW_SECS + 1), NOW)
+            .unwrap_err(),
+        VerifyError::IssuedInFuture
+    );
+    let lenient = Verifier::from_hs256_secret(
+        "k1",
+        &SECRET,
+        Expectations {
+            leeway_secs: 120,
+            ..expect()
+        },
+    )
+    .unwrap();
+    assert!(
+        lenient.verify(&at(NOW + 100), NOW).is_ok(),
+        "a larger leeway widens it"
+    );
+    // A short lifetime limit refuses long-lived tokens and tokens without iat.
+    let short = hs_verifier().max_lifetime(60);
+    assert_eq!(
+        short.verify(&at(NOW - 10), NOW).unwrap_err(),
+        VerifyError::LifetimeTooLong
+    );
+    let mut c = claims();
+    c.as_object_mut().unwrap().remove("iat");
+    let no_iat = hs(r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#, &c.to_string());
+    assert_eq!(
+        short.verify(&no_iat, NOW).unwrap_err(),
+        VerifyError::MissingClaim("iat".into())
+    );
+}

@@ -84,6 +84,48 @@ pub async fn call(
     )
 }
 
+/// Unix seconds on the wall clock (for tests that hand tokens to libraries
+/// that check `exp` against it).
+pub fn unix_now() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_secs()).unwrap()
+}
+
+/// Whether a test that needs an optional tool may run: prints that it was
+/// skipped when the tool is absent, and fails instead under CI.
+pub fn tool_present(present: bool, tool: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is required under CI"
+        );
+        eprintln!("SKIPPED: {tool} not found; install it to run this interop test");
+    }
+    present
+}
+
+/// A service on the wall clock with the app `com.example.shop` registered
+/// (digest 1) and one API per algorithm; each API comes with how a library
+/// gets its key: `jwks`, or `hs256:<secret>` for the exported HS256 secret.
+pub async fn service_with_three_algs() -> (TestService, Vec<(&'static str, String)>) {
+    let svc = TestService::start_at(unix_now()).await;
+    svc.register("com.example.shop", &digest(1)).await;
+    svc.add_api("es.example.com", "ES256", 300).await;
+    svc.add_api("ed.example.com", "EdDSA", 300).await;
+    let hs = svc.add_api("hs.example.com", "HS256", 300).await;
+    let apis = vec![
+        ("es.example.com", "jwks".to_owned()),
+        ("ed.example.com", "jwks".to_owned()),
+        (
+            "hs.example.com",
+            format!("hs256:{}", hs["secret"].as_str().unwrap()),
+        ),
+    ];
+    (svc, apis)
+}
+
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600;
 
