@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 mod cache;
+mod claims;
 mod jwks;
 #[cfg(feature = "tower")]
 pub mod layer;
@@ -168,37 +169,35 @@ impl KeyRecord {
 }
 
 /// The claims of a Genuine token.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+///
+/// Parsed strictly (see [`claims`]): duplicate member names are refused at any
+/// depth, also inside claims this type does not keep.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Claims {
     /// Issuer: the service's URL for the account.
     pub iss: String,
     /// Audience: the API domain.
     pub aud: String,
     /// Subject: the app id.
-    #[serde(default)]
     pub sub: Option<String>,
     /// Issued at, Unix seconds.
-    #[serde(default)]
     pub iat: Option<i64>,
     /// Expiry, Unix seconds.
     pub exp: i64,
     /// Not before, Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
     /// Token id.
-    #[serde(default)]
     pub jti: Option<String>,
     /// Device id.
-    #[serde(default)]
     pub did: Option<String>,
     /// Attestation response code (opaque).
-    #[serde(default)]
     pub arc: Option<String>,
     /// Binding: `b64url(SHA-256(bound data))`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pay: Option<String>,
     /// Client address, when the policy asks for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
 }
 
@@ -486,14 +485,18 @@ impl Verifier {
             Some(key) => (key, self.typ.as_deref().is_none_or(|t| t == "JWT")),
             None => self.parse_header(h)?,
         };
-        let sig = decode(s, "signature")?;
+        // The signature (at most 64 bytes) is decoded on the stack.
+        let mut sig_buf = [0u8; 128];
+        let sig = decode_into(s, &mut sig_buf, "signature")?;
         let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
-        if !key.verify(signing_input, &sig) {
+        if !key.verify(signing_input, sig) {
             return Err(VerifyError::BadSignature);
         }
         if !typ_ok {
             return Err(VerifyError::WrongType);
         }
+        // The payload goes to the heap: zeroing a token-sized stack buffer on
+        // every call costs more than the allocation (measured).
         let claims = decode(p, "payload")?;
         let claims = json_text(&claims)
             .ok_or_else(|| VerifyError::BadClaims("not UTF-8, or nested deeper than 32".into()))?;
@@ -596,6 +599,23 @@ fn json_text(bytes: &[u8]) -> Option<&str> {
 
 fn bytecount_openers(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count()
+}
+
+/// Strict base64url into `buf`. A signature that cannot fit is no signature
+/// of a supported algorithm (at most 64 bytes): refused as a bad signature.
+fn decode_into<'a>(
+    part: &str,
+    buf: &'a mut [u8],
+    name: &'static str,
+) -> Result<&'a [u8], VerifyError> {
+    let len = BASE64URL_NOPAD
+        .decode_len(part.len())
+        .map_err(|_| VerifyError::BadBase64(name))?;
+    let out = buf.get_mut(..len).ok_or(VerifyError::BadSignature)?;
+    let n = BASE64URL_NOPAD
+        .decode_mut(part.as_bytes(), out)
+        .map_err(|_| VerifyError::BadBase64(name))?;
+    Ok(&out[..n])
 }
 
 fn decode(part: &str, name: &'static str) -> Result<Vec<u8>, VerifyError> {
