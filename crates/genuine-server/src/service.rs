@@ -66,6 +66,8 @@ pub struct AccountState {
     pub name: String,
     /// The tokens' `iss`.
     pub issuer: String,
+    /// The key of this account's `arc` values.
+    pub arc_key: ArcKey,
     /// The policy.
     pub policy: Policy,
     /// API domains.
@@ -333,6 +335,7 @@ impl Service {
         Ok(Loaded::State(Arc::new(AccountState {
             name: row.name,
             issuer: self.issuer(account),
+            arc_key: self.arc_key(account),
             policy,
             apis,
             registrations,
@@ -458,11 +461,19 @@ impl Service {
             .then(|| client_ip.map(|i| i.to_string()))
             .flatten();
         let ttl = api_state.map_or(300, |a| a.row.ttl_secs);
-        let arc = self
-            .arc_key(&account)
-            .encode(&self.rng, verdict.reasons)
-            .map_err(|_| ApiError::Internal)?;
-        let issuer = self.issuer(&account);
+        // The account's issuer and arc key come from its cached state; only an
+        // unknown account (a decoy anyway) derives them on the spot.
+        let (issuer, arc) = match &state {
+            Some(s) => (
+                std::borrow::Cow::Borrowed(s.issuer.as_str()),
+                s.arc_key.encode(&self.rng, verdict.reasons),
+            ),
+            None => (
+                std::borrow::Cow::Owned(self.issuer(&account)),
+                self.arc_key(&account).encode(&self.rng, verdict.reasons),
+            ),
+        };
+        let arc = arc.map_err(|_| ApiError::Internal)?;
         let claims = TokenClaims {
             iss: &issuer,
             aud: &api,
