@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{Attempt, TestDevice, digest};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// A directory with `jose` installed and the verification script beside it.
 fn jose_dir() -> Option<PathBuf> {
@@ -71,24 +71,7 @@ async fn jose_verifies_valid_tokens_and_refuses_decoys() {
         .request("GET", "/.well-known/jwks.json", None, None)
         .await
         .1;
-    let input = svc.dir.path().join("jose-cases.json");
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
-    )
-    .unwrap();
-    let out = Command::new("node")
-        .arg(dir.join("verify.mjs"))
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), expected.len());
+    let results = common::run_interop(&svc, "node", &dir.join("verify.mjs"), &jwks, &cases);
     for (i, (r, ok)) in results.iter().zip(&expected).enumerate() {
         assert_eq!(r["ok"], json!(ok), "case {i}: {r}");
         if !ok {

@@ -94,25 +94,8 @@ async fn pyjwt_verifies_valid_tokens_and_refuses_decoys() {
         2,
         "ES256 and EdDSA published, HS256 never"
     );
-    let input = svc.dir.path().join("pyjwt-cases.json");
-    std::fs::write(
-        &input,
-        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
-    )
-    .unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/verify_pyjwt.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), expected.len());
+    let results = common::run_interop(&svc, "python3", std::path::Path::new(script), &jwks, &cases);
     for (i, (r, ok)) in results.iter().zip(&expected).enumerate() {
         assert_eq!(r["ok"], json!(ok), "case {i}: {r}");
         if !ok && i < 9 {

@@ -126,6 +126,36 @@ pub async fn service_with_three_algs() -> (TestService, Vec<(&'static str, Strin
     (svc, apis)
 }
 
+/// Runs an interop script (`program script`) on `{"jwks": …, "cases": …}`
+/// written to a file, and returns its JSON list of results, one per case.
+pub fn run_interop(
+    svc: &TestService,
+    program: &str,
+    script: &std::path::Path,
+    jwks: &Value,
+    cases: &[Value],
+) -> Vec<Value> {
+    let input = svc.dir.path().join("interop-cases.json");
+    std::fs::write(
+        &input,
+        serde_json::to_vec(&json!({"jwks": jwks, "cases": cases})).unwrap(),
+    )
+    .unwrap();
+    let out = Command::new(program)
+        .arg(script)
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results.len(), cases.len(), "one result per case");
+    results
+}
+
 /// 2026-01-01T00:00:00Z.
 pub const T0: i64 = 1_767_225_600;
 
