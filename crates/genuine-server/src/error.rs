@@ -59,6 +59,15 @@ pub enum ApiError {
     /// Single use cannot be guaranteed right now.
     #[error("the replay guard is unavailable; retry later")]
     ReplayUnavailable,
+    /// The client address asked for too many challenges in this window.
+    #[error("too many challenges from this address; retry in {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds until the window ends (the `Retry-After` value).
+        retry_after_secs: u64,
+    },
+    /// The rate limiter cannot be reached: challenges are refused (fail closed).
+    #[error("the rate limiter is unavailable; retry later")]
+    RateLimiterUnavailable,
     /// A fault of the service itself (never caused by input).
     #[error("internal error")]
     Internal,
@@ -91,6 +100,8 @@ impl ApiError {
             Self::Policy(_) => "policy-invalid",
             Self::StoreUnavailable => "store-unavailable",
             Self::ReplayUnavailable => "replay-unavailable",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::RateLimiterUnavailable => "rate-limiter-unavailable",
             Self::Internal => "internal",
         }
     }
@@ -109,7 +120,10 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::StoreUnavailable | Self::ReplayUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::StoreUnavailable | Self::ReplayUnavailable | Self::RateLimiterUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -149,15 +163,20 @@ impl From<KeyError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            Self::RateLimited { retry_after_secs } => Some((*retry_after_secs).max(1)),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(1),
+            _ => None,
+        };
         let body = ErrorBody {
             error: self.code().to_owned(),
             message: self.to_string(),
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = retry_after {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("1"),
+                axum::http::HeaderValue::from(secs),
             );
         }
         resp

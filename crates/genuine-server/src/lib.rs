@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod clientip;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -28,7 +29,12 @@ pub struct Metrics {
     unknown_signals: Family<Labels, Counter>,
     challenges: Counter,
     store_errors: Counter,
+    shared_state_errors: Counter,
+    cache_misses: Counter,
+    rate_limited: Counter,
+    cache_live: Gauge,
     latency: Histogram,
+    challenge_latency: Histogram,
     signal_names: Mutex<std::collections::HashSet<String>>,
     pending: Mutex<HashMap<CountKey, i64>>,
 }
@@ -56,6 +62,37 @@ impl Metrics {
         let challenges = Counter::default();
         let store_errors = Counter::default();
         let latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let challenge_latency = Histogram::new(exponential_buckets(0.000_025, 2.0, 16));
+        let shared_state_errors = Counter::default();
+        let cache_misses = Counter::default();
+        let rate_limited = Counter::default();
+        let cache_live = Gauge::default();
+        cache_live.set(1);
+        registry.register(
+            "genuine_shared_state_errors",
+            "Replay guard, rate limiter or unique-device counter failures (Redis in cluster mode)",
+            shared_state_errors.clone(),
+        );
+        registry.register(
+            "genuine_account_cache_misses",
+            "Account state loads from the store (cache miss, or cache off)",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "genuine_challenges_rate_limited",
+            "Challenges refused with 429 by the per-address limit",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "genuine_account_cache_live",
+            "1 while this node may use cached account state (it hears every change), else 0",
+            cache_live.clone(),
+        );
+        registry.register(
+            "genuine_challenge_duration_seconds",
+            "Server time per challenge",
+            challenge_latency.clone(),
+        );
         registry.register(
             "genuine_attestations",
             "Attestations by outcome (valid or decoy)",
@@ -93,7 +130,12 @@ impl Metrics {
             unknown_signals,
             challenges,
             store_errors,
+            shared_state_errors,
+            cache_misses,
+            rate_limited,
+            cache_live,
             latency,
+            challenge_latency,
             signal_names: Mutex::new(std::collections::HashSet::new()),
             pending: Mutex::new(HashMap::new()),
         }
@@ -102,6 +144,31 @@ impl Metrics {
     /// Counts a challenge.
     pub fn challenge(&self) {
         self.challenges.inc();
+    }
+
+    /// Records a challenge's server time.
+    pub fn challenge_seconds(&self, seconds: f64) {
+        self.challenge_latency.observe(seconds);
+    }
+
+    /// Counts a failure of the replay guard, rate limiter or device counter.
+    pub fn shared_state_error(&self) {
+        self.shared_state_errors.inc();
+    }
+
+    /// Counts an account state load.
+    pub fn cache_miss(&self) {
+        self.cache_misses.inc();
+    }
+
+    /// Counts a challenge refused by the rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.inc();
+    }
+
+    /// Whether the account cache is in use.
+    pub fn set_cache_live(&self, live: bool) {
+        self.cache_live.set(i64::from(live));
     }
 
     /// Counts a store failure.
