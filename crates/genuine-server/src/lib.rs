@@ -39,6 +39,8 @@ pub mod keys;
 pub mod metrics;
 pub mod openapi;
 pub mod policy;
+pub mod ratelimit;
+pub mod redis;
 pub mod replay;
 pub mod service;
 pub mod store;

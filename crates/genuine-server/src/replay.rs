@@ -1,4 +1,5 @@
-//! Single use of nonces: the replay guard.
+//! Single use of nonces: the replay guard, in process ([`MemoryReplay`]) or
+//! shared by the nodes of a cluster ([`RedisReplay`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,6 +25,12 @@ pub trait ReplayGuard: Send + Sync + 'static {
     /// `Ok(false)` on any later use.
     async fn first_use(&self, id: [u8; 16], expires_at: i64, now: i64)
     -> Result<bool, ReplayError>;
+
+    /// Whether the guard can answer now (`/readyz`); the in-process guard
+    /// always can.
+    async fn ping(&self) -> Result<(), ReplayError> {
+        Ok(())
+    }
 }
 
 /// The embedded replay guard: a bounded in-process set in two generations.
@@ -104,6 +111,83 @@ impl ReplayGuard for MemoryReplay {
             rt.spawn_blocking(move || drop(forgotten));
         }
         answer
+    }
+}
+
+/// The cluster replay guard: one Redis key per presented nonce,
+/// `SET {prefix}n:{hex id} 1 NX PX {ms until expiry}`, so every node sees the
+/// same set and Redis forgets each id when its nonce expires.
+///
+/// A Redis failure is an error ([`ReplayError::Unavailable`]): the service
+/// answers 503 rather than accept a nonce it could not record.
+#[derive(Clone)]
+pub struct RedisReplay {
+    conn: ::redis::aio::ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisReplay")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisReplay {
+    /// A guard over `conn` (see [`crate::redis::connect`]) whose keys start
+    /// with `prefix` (e.g. `genuine:`).
+    #[must_use]
+    pub fn new(conn: ::redis::aio::ConnectionManager, prefix: impl Into<String>) -> Self {
+        Self {
+            conn,
+            prefix: prefix.into(),
+        }
+    }
+
+    fn key(&self, id: &[u8; 16]) -> String {
+        format!("{}n:{}", self.prefix, data_encoding::HEXLOWER.encode(id))
+    }
+}
+
+fn unavailable(e: &::redis::RedisError) -> ReplayError {
+    ReplayError::Unavailable(crate::redis::describe(e))
+}
+
+#[async_trait]
+impl ReplayGuard for RedisReplay {
+    async fn first_use(
+        &self,
+        id: [u8; 16],
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, ReplayError> {
+        let ttl_ms = expires_at.saturating_sub(now).saturating_mul(1000).max(1);
+        let reply: ::redis::Value = ::redis::cmd("SET")
+            .arg(self.key(&id))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match reply {
+            ::redis::Value::Okay => Ok(true),
+            ::redis::Value::SimpleString(s) if s == "OK" => Ok(true),
+            ::redis::Value::Nil => Ok(false),
+            other => Err(ReplayError::Unavailable(format!(
+                "unexpected reply to SET NX: {other:?}"
+            ))),
+        }
+    }
+
+    async fn ping(&self) -> Result<(), ReplayError> {
+        let _: String = ::redis::cmd("PING")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
     }
 }
 
