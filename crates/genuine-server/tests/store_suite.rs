@@ -65,6 +65,39 @@ async fn suite(store: &dyn Store) {
         store.set_policy("b", "{}").await,
         Err(StoreError::NotFound)
     ));
+
+    // Compare-and-set of the policy.
+    assert!(
+        !store.set_policy_if("a", "{}", r#"{"x":1}"#).await.unwrap(),
+        "stale expectation"
+    );
+    assert!(
+        store
+            .set_policy_if("a", r#"{"reveal_reasons":true}"#, r#"{"x":1}"#)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.account("a").await.unwrap().unwrap().policy,
+        r#"{"x":1}"#
+    );
+    assert!(
+        !store
+            .set_policy_if("a", r#"{"reveal_reasons":true}"#, "{}")
+            .await
+            .unwrap(),
+        "the first write changed it"
+    );
+    assert!(matches!(
+        store.set_policy_if("b", "{}", "{}").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .set_policy_if("a", r#"{"x":1}"#, r#"{"reveal_reasons":true}"#)
+            .await
+            .unwrap()
+    );
     store
         .create_account(&AccountRow {
             name: "other".into(),
@@ -156,6 +189,17 @@ async fn suite(store: &dyn Store) {
     );
     assert_eq!(store.apis("a").await.unwrap(), vec![api.clone()]);
     assert_eq!(store.apis("other").await.unwrap(), vec![]);
+    // At most one active signing key per API, as an invariant of the schema.
+    assert!(matches!(
+        store
+            .insert_api(
+                &api2,
+                &[key("k3", "api.y", "signing"), key("k4", "api.y", "signing")]
+            )
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.apis("a").await.unwrap(), vec![api.clone()]);
 
     // Rotation retires the active signing key and adds the new one, atomically.
     store
@@ -276,6 +320,47 @@ async fn suite(store: &dyn Store) {
         vec![(ck(101, ""), 1)]
     );
     assert!(store.counts_since("other", 0).await.unwrap().is_empty());
+    // Cells repeated within one batch add up too.
+    store
+        .add_counts(&[(ck(102, ""), 1), (ck(102, ""), 2)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.counts_since("a", 102).await.unwrap(),
+        vec![(ck(102, ""), 3)]
+    );
+    store.add_counts(&[]).await.unwrap();
+
+    // Shared secrets: the first writer wins.
+    assert_eq!(
+        store.shared_secret("nonce", &[1; 32]).await.unwrap(),
+        vec![1; 32]
+    );
+    assert_eq!(
+        store.shared_secret("nonce", &[2; 32]).await.unwrap(),
+        vec![1; 32]
+    );
+    assert_eq!(
+        store.shared_secret("other", &[3; 16]).await.unwrap(),
+        vec![3; 16]
+    );
+
+    // Device sketches are replaced whole, per (account, period, bucket).
+    assert_eq!(store.sketch("a", "day", 7).await.unwrap(), None);
+    store.put_sketch("a", "day", 7, &[1, 2, 3]).await.unwrap();
+    store.put_sketch("a", "day", 7, &[4, 5]).await.unwrap();
+    store.put_sketch("a", "day", 8, &[6]).await.unwrap();
+    store.put_sketch("a", "month", 7, &[7]).await.unwrap();
+    store.put_sketch("other", "day", 7, &[8]).await.unwrap();
+    assert_eq!(store.sketch("a", "day", 7).await.unwrap(), Some(vec![4, 5]));
+    assert_eq!(store.sketch("a", "day", 8).await.unwrap(), Some(vec![6]));
+    assert_eq!(store.sketch("a", "month", 7).await.unwrap(), Some(vec![7]));
+    assert_eq!(
+        store.sketch("other", "day", 7).await.unwrap(),
+        Some(vec![8])
+    );
+    store.put_sketch("a", "day", 9, &[]).await.unwrap();
+    assert_eq!(store.sketch("a", "day", 9).await.unwrap(), Some(vec![]));
 }
 
 #[tokio::test]
@@ -287,11 +372,21 @@ async fn sqlite_file() {
     store.close().await;
     // Everything is still there after reopening (and migrations run again harmlessly).
     let store = SqliteStore::open(&path).await.unwrap();
+    after_reopen(&store).await;
+}
+
+/// What `suite` left behind, seen through a store opened again.
+async fn after_reopen(store: &dyn Store) {
     assert_eq!(store.registrations("a", None).await.unwrap().len(), 1);
     assert_eq!(
         store.account("a").await.unwrap().unwrap().policy,
         r#"{"reveal_reasons":true}"#
     );
+    assert_eq!(
+        store.shared_secret("nonce", &[9; 32]).await.unwrap(),
+        vec![1; 32]
+    );
+    assert_eq!(store.sketch("a", "day", 7).await.unwrap(), Some(vec![4, 5]));
 }
 
 #[tokio::test]

@@ -158,8 +158,17 @@ pub trait Store: Send + Sync + 'static {
     async fn create_account(&self, row: &AccountRow) -> Result<(), StoreError>;
     /// An account by name.
     async fn account(&self, name: &str) -> Result<Option<AccountRow>, StoreError>;
-    /// Replaces an account's policy.
+    /// Replaces an account's policy; [`StoreError::NotFound`] if no account.
     async fn set_policy(&self, account: &str, policy: &str) -> Result<(), StoreError>;
+    /// Compare-and-set of a policy: writes `policy` only if the stored policy
+    /// is still `expected`; `Ok(false)` if it changed meanwhile (the caller
+    /// re-reads and retries). [`StoreError::NotFound`] if no account.
+    async fn set_policy_if(
+        &self,
+        account: &str,
+        expected: &str,
+        policy: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Stores an admin token (hash only).
     async fn insert_admin_token(&self, row: &AdminTokenRow) -> Result<(), StoreError>;
@@ -174,6 +183,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_api(&self, account: &str, domain: &str) -> Result<bool, StoreError>;
     /// Rotation, atomically: retires the current signing key (publishing it
     /// until `publish_until`) and inserts the new signing key.
+    /// [`StoreError::NotFound`] if the API has no active signing key.
+    /// Concurrent rotations of one API are serialized: each retires the key
+    /// the one before it installed, so exactly one signing key stays active.
     async fn rotate_key(
         &self,
         new_key: &KeyRow,
@@ -209,4 +221,26 @@ pub trait Store: Send + Sync + 'static {
         account: &str,
         from_hour: i64,
     ) -> Result<Vec<(CountKey, i64)>, StoreError>;
+
+    /// A cluster-wide secret by name: stores `candidate` if none exists yet
+    /// and returns the stored value (the first writer wins; every node then
+    /// uses the same value).
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+
+    /// Replaces a serialized unique-device sketch (embedded mode persists its
+    /// HyperLogLogs here).
+    async fn put_sketch(
+        &self,
+        account: &str,
+        period: &str,
+        bucket: i64,
+        sketch: &[u8],
+    ) -> Result<(), StoreError>;
+    /// A stored sketch.
+    async fn sketch(
+        &self,
+        account: &str,
+        period: &str,
+        bucket: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
 }

@@ -124,6 +124,36 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn set_policy_if(
+        &self,
+        account: &str,
+        expected: &str,
+        policy: &str,
+    ) -> Result<bool, StoreError> {
+        // Write first, so the transaction holds the write lock from its first statement.
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let done = sqlx::query("UPDATE accounts SET policy = ? WHERE name = ? AND policy = ?")
+            .bind(policy)
+            .bind(account)
+            .bind(expected)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE name = ?")
+                .bind(account)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            return match exists {
+                Some(_) => Ok(false),
+                None => Err(StoreError::NotFound),
+            };
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
     async fn insert_admin_token(&self, row: &AdminTokenRow) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO admin_tokens (id, account, role, token_hash, label, created_at) \
@@ -363,6 +393,61 @@ impl Store for SqliteStore {
                 )
             })
             .collect())
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        // Secrets are never deleted, so the row read is the one that won.
+        sqlx::query_scalar("SELECT value FROM shared_secrets WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn put_sketch(
+        &self,
+        account: &str,
+        period: &str,
+        bucket: i64,
+        sketch: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO device_sketches (account, period, bucket, sketch) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (account, period, bucket) DO UPDATE SET sketch = excluded.sketch",
+        )
+        .bind(account)
+        .bind(period)
+        .bind(bucket)
+        .bind(sketch)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn sketch(
+        &self,
+        account: &str,
+        period: &str,
+        bucket: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT sketch FROM device_sketches WHERE account = ? AND period = ? AND bucket = ?",
+        )
+        .bind(account)
+        .bind(period)
+        .bind(bucket)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
     }
 }
 
