@@ -1,13 +1,23 @@
-//! Persistent state behind the service: the [`Store`] trait and its embedded
-//! SQLite implementation.
+//! Persistent state behind the service: the [`Store`] trait and its two
+//! implementations, [`SqliteStore`] (embedded mode: one file in the data dir)
+//! and [`PostgresStore`] (cluster mode: every node shares one database).
 //!
 //! Every method is one atomic operation; a method that returned `Ok` has made
-//! its write durable (SQLite WAL with `synchronous = FULL`). The trait deals in
-//! plain rows: encryption of private keys and hashing of admin tokens happen
-//! above it, so a PostgreSQL implementation stores the same bytes.
+//! its write durable (SQLite WAL with `synchronous = FULL`; a PostgreSQL
+//! commit). The trait deals in plain rows: encryption of private keys and
+//! hashing of admin tokens happen above it, so both implementations store the
+//! same bytes. Schemas: `migrations/sqlite` and `migrations/postgres`, applied
+//! when a store is opened.
+//!
+//! In cluster mode, other nodes change accounts too: [`PostgresStore`]
+//! announces every write to an account's cached state on the PostgreSQL
+//! channel `genuine_changes` (committed with the write), which a
+//! [`ChangeListener`] receives.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::{ChangeListener, PostgresStore};
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
@@ -147,8 +157,9 @@ pub struct CountKey {
     pub reason: String,
 }
 
-/// The persistent state of the service. Implementations: [`SqliteStore`];
-/// PostgreSQL follows with the cluster-mode work.
+/// The persistent state of the service. Implementations: [`SqliteStore`] and
+/// [`PostgresStore`], both run through the same test suite
+/// (`tests/store_suite.rs`).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that the engine answers.
