@@ -33,6 +33,7 @@
 pub mod admin;
 pub mod clientip;
 pub mod config;
+pub mod devices;
 pub mod error;
 pub mod http;
 pub mod keys;
