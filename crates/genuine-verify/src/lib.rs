@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod b64;
 mod cache;
 mod claims;
 mod jwks;
@@ -469,17 +470,56 @@ impl Verifier {
         Ok((key, typ_ok))
     }
 
+    /// The header, payload and signature parts of a compact JWS, as
+    /// `token.split('.')` gives them, except that a dot in the payload is left
+    /// for the caller to find (the payload's decoding refuses it); and the key
+    /// whose minted header the token starts with, if any. The header ends
+    /// right after a minted header (no scan), else at the first dot; the
+    /// signature starts after the last dot.
+    fn split<'t>(
+        &self,
+        token: &'t str,
+    ) -> Result<(Option<&KeyRecord>, &'t str, &'t str, &'t str), VerifyError> {
+        let bytes = token.as_bytes();
+        let minted = self.keys.iter().find(|k| {
+            let m = k.minted_header.as_bytes();
+            !m.is_empty() && bytes.get(m.len()) == Some(&b'.') && bytes.starts_with(m)
+        });
+        let h_end = match minted {
+            Some(key) => key.minted_header.len(),
+            None => token.find('.').ok_or(VerifyError::NotCompact)?,
+        };
+        let s_dot = token.rfind('.').ok_or(VerifyError::NotCompact)?;
+        if s_dot == h_end {
+            return Err(VerifyError::NotCompact);
+        }
+        match (
+            token.get(..h_end),
+            token.get(h_end + 1..s_dot),
+            token.get(s_dot + 1..),
+        ) {
+            (Some(h), Some(p), Some(s)) => Ok((minted, h, p, s)),
+            _ => Err(VerifyError::NotCompact),
+        }
+    }
+
     fn verify_uncached(&self, token: &str, now: i64, leeway: i64) -> Result<Claims, VerifyError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::TooLarge);
         }
-        let mut parts = token.split('.');
-        let (Some(h), Some(p), Some(s), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (minted, h, p, s) = self.split(token)?;
+        // The payload is decoded first, so that a dot in it (a fourth part)
+        // is refused as NotCompact before anything else, as a split would;
+        // any other base64 fault in it is reported where it always was, after
+        // the signature. A usual payload is decoded on the stack (zeroing
+        // 1 KiB costs less than an allocation; a token-sized buffer, more).
+        let mut payload_buf = [0u8; PAYLOAD_STACK_LEN];
+        let mut payload_heap = Vec::new();
+        let payload = decode_payload(p, &mut payload_buf, &mut payload_heap);
+        if payload.is_none() && p.contains('.') {
             return Err(VerifyError::NotCompact);
-        };
-        let (key, typ_ok) = match self.keys.iter().find(|k| k.minted_header == h) {
+        }
+        let (key, typ_ok) = match minted {
             // The exact header the service mints for this key: its alg, typ
             // "JWT", nothing else.
             Some(key) => (key, self.typ.as_deref().is_none_or(|t| t == "JWT")),
@@ -487,21 +527,29 @@ impl Verifier {
         };
         // The signature (at most 64 bytes) is decoded on the stack.
         let mut sig_buf = [0u8; 128];
-        let sig = decode_into(s, &mut sig_buf, "signature")?;
-        let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
+        let sig = decode_signature(s, &mut sig_buf)?;
+        let signing_input = token
+            .as_bytes()
+            .get(..h.len() + 1 + p.len())
+            .ok_or(VerifyError::NotCompact)?;
         if !key.verify(signing_input, sig) {
             return Err(VerifyError::BadSignature);
         }
         if !typ_ok {
             return Err(VerifyError::WrongType);
         }
-        // The payload goes to the heap: zeroing a token-sized stack buffer on
-        // every call costs more than the allocation (measured).
-        let claims = decode(p, "payload")?;
-        let claims = json_text(&claims)
-            .ok_or_else(|| VerifyError::BadClaims("not UTF-8, or nested deeper than 32".into()))?;
-        let claims: Claims =
-            serde_json::from_str(claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?;
+        let claims = payload.ok_or(VerifyError::BadBase64("payload"))?;
+        let claims =
+            std::str::from_utf8(claims).map_err(|_| VerifyError::BadClaims("not UTF-8".into()))?;
+        // Claims in the compact form JWT libraries write are read directly;
+        // any other text goes to the strict parser, which refuses duplicate
+        // members and nesting deeper than claims::MAX_DEPTH in the same pass.
+        let claims: Claims = match claims::parse_compact(claims) {
+            Some(claims) => claims,
+            None => {
+                serde_json::from_str(claims).map_err(|e| VerifyError::BadClaims(e.to_string()))?
+            }
+        };
         if let Some(missing) = self.required.iter().find(|n| !claims.has(n)) {
             return Err(VerifyError::MissingClaim(missing.clone()));
         }
@@ -559,12 +607,17 @@ impl Verifier {
     }
 }
 
-/// Deepest JSON nesting accepted in a header or claims (objects and arrays).
-const MAX_DEPTH: usize = 32;
+/// Deepest JSON nesting accepted in a header (objects and arrays), as in the
+/// claims.
+const MAX_DEPTH: usize = claims::MAX_DEPTH;
+
+/// Decoded payloads up to this size are decoded on the stack.
+const PAYLOAD_STACK_LEN: usize = 1024;
 
 /// The bytes as JSON text if they are UTF-8 and nest no deeper than
-/// [`MAX_DEPTH`]. serde skips unknown members without looking inside them, so
-/// both are checked here, over the whole document, before parsing.
+/// [`MAX_DEPTH`] (the header; the claims parser checks its depth itself).
+/// serde skips unknown members without looking inside them, so both are
+/// checked here, over the whole document, before parsing.
 fn json_text(bytes: &[u8]) -> Option<&str> {
     let text = std::str::from_utf8(bytes).ok()?;
     // At most MAX_DEPTH openers anywhere cannot nest deeper: skip the scan.
@@ -601,21 +654,26 @@ fn bytecount_openers(bytes: &[u8]) -> usize {
     bytes.iter().filter(|b| matches!(b, b'{' | b'[')).count()
 }
 
-/// Strict base64url into `buf`. A signature that cannot fit is no signature
-/// of a supported algorithm (at most 64 bytes): refused as a bad signature.
-fn decode_into<'a>(
-    part: &str,
-    buf: &'a mut [u8],
-    name: &'static str,
-) -> Result<&'a [u8], VerifyError> {
-    let len = BASE64URL_NOPAD
-        .decode_len(part.len())
-        .map_err(|_| VerifyError::BadBase64(name))?;
-    let out = buf.get_mut(..len).ok_or(VerifyError::BadSignature)?;
-    let n = BASE64URL_NOPAD
-        .decode_mut(part.as_bytes(), out)
-        .map_err(|_| VerifyError::BadBase64(name))?;
-    Ok(&out[..n])
+/// The signature, strict base64url, into `buf`. A signature that cannot fit
+/// is no signature of a supported algorithm (at most 64 bytes): refused as a
+/// bad signature.
+fn decode_signature<'a>(part: &str, buf: &'a mut [u8]) -> Result<&'a [u8], VerifyError> {
+    let len = b64::decoded_len(part.len()).ok_or(VerifyError::BadBase64("signature"))?;
+    if len > buf.len() {
+        return Err(VerifyError::BadSignature);
+    }
+    b64::decode(part.as_bytes(), buf).ok_or(VerifyError::BadBase64("signature"))
+}
+
+/// The payload, strict base64url, into `buf`, or into `heap` if it does not
+/// fit there; `None` if it is not canonical base64url.
+fn decode_payload<'a>(part: &str, buf: &'a mut [u8], heap: &'a mut Vec<u8>) -> Option<&'a [u8]> {
+    let len = b64::decoded_len(part.len())?;
+    if len > buf.len() {
+        heap.resize(len, 0);
+        return b64::decode(part.as_bytes(), heap);
+    }
+    b64::decode(part.as_bytes(), buf)
 }
 
 fn decode(part: &str, name: &'static str) -> Result<Vec<u8>, VerifyError> {

@@ -483,3 +483,52 @@ fn iat_in_the_future_allows_clock_skew_but_not_more() {
         VerifyError::MissingClaim("iat".into())
     );
 }
+
+#[test]
+fn structure_is_checked_on_the_minted_header_path_too() {
+    // The header the service mints for "k1" takes the fast path; the token
+    // must still be exactly three parts, each canonical base64url.
+    let v = hs_verifier();
+    let good = hs(
+        r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#,
+        &claims().to_string(),
+    );
+    assert!(v.verify(&good, NOW).is_ok());
+    let parts: Vec<&str> = good.split('.').collect();
+    let (h, p, s) = (parts[0], parts[1], parts[2]);
+    let cases = [
+        (format!("{h}.{p}"), VerifyError::NotCompact),
+        (format!("{h}."), VerifyError::NotCompact),
+        (format!("{h}.{p}.{s}."), VerifyError::NotCompact),
+        (format!("{h}.{p}.{p}.{s}"), VerifyError::NotCompact),
+        (format!("{h}..{p}.{s}"), VerifyError::NotCompact),
+        (
+            format!("{h}.{}.{}.{s}", &p[..8], &p[8..]),
+            VerifyError::NotCompact,
+        ),
+        (format!("{h}.{p}=.{s}"), VerifyError::BadSignature),
+        (format!("{h}.{p}.{s}A"), VerifyError::BadSignature),
+        (
+            format!("{h}.{p}.{s}AA"),
+            VerifyError::BadBase64("signature"),
+        ),
+        (format!("{h}..{s}"), VerifyError::BadSignature),
+        (format!("{h}A.{p}.{s}"), VerifyError::BadHeader),
+        (format!("{h}AA.{p}.{s}"), VerifyError::BadBase64("header")),
+    ];
+    for (token, want) in cases {
+        assert_eq!(v.verify(&token, NOW).unwrap_err(), want, "{token}");
+    }
+    // A payload that is not base64url, under a good signature: refused for
+    // its payload, after the signature verified.
+    let input = format!("{h}.{p}=");
+    let tag = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &SECRET),
+        input.as_bytes(),
+    );
+    let token = format!("{input}.{}", B64.encode(tag.as_ref()));
+    assert_eq!(
+        v.verify(&token, NOW).unwrap_err(),
+        VerifyError::BadBase64("payload")
+    );
+}
