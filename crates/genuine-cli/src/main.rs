@@ -70,7 +70,7 @@ enum Command {
     /// Inspect and mint tokens.
     #[command(subcommand)]
     Token(TokenCmd),
-    /// Attestations per outcome and reason.
+    /// Attestations per outcome and reason; unique devices per hour, day and month.
     Metrics {
         /// Window, e.g. 1h, 1d, 30m.
         #[arg(long, default_value = "1h")]
@@ -369,10 +369,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = d;
     }
     let running =
-        genuine_server::start_embedded(&config, Arc::new(genuine_server::service::SystemClock))
-            .await?;
+        genuine_server::start(&config, Arc::new(genuine_server::service::SystemClock)).await?;
     println!("genuine: listening on http://{}", running.addr);
-    println!("genuine: data dir {}", config.data_dir.display());
+    if config.is_cluster() {
+        println!(
+            "genuine: cluster mode (PostgreSQL and Redis); node data dir {}",
+            config.data_dir.display()
+        );
+    } else {
+        println!("genuine: data dir {}", config.data_dir.display());
+    }
     if running.bootstrapped {
         println!(
             "genuine: created account `default`; its admin token is in {} (mode 0600)",
@@ -674,6 +680,17 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
                 if let Some(Value::Object(o)) = v.get("reasons") {
                     for (k, n) in o {
                         t.push(vec![k.clone(), n.to_string()]);
+                    }
+                }
+                t.print();
+                let mut t = Table::new(&["UNIQUE DEVICES (UTC)", "COUNT"]);
+                if let Some(u) = v.get("unique_devices") {
+                    for (label, k) in [
+                        ("this hour", "hour"),
+                        ("today", "day"),
+                        ("this month", "month"),
+                    ] {
+                        t.push(vec![label.to_owned(), s(u, k)]);
                     }
                 }
                 t.print();

@@ -269,15 +269,20 @@ fn parts(c: &mut Criterion) {
 
 /// A service over an in-memory store with one ES256 API and `n` registrations.
 async fn service(n: u8, digest: &AppDigest) -> Arc<Service> {
-    let store = SqliteStore::in_memory().await.expect("in-memory store");
+    let store: Arc<dyn genuine_server::store::Store> =
+        Arc::new(SqliteStore::in_memory().await.expect("in-memory store"));
     let service = Arc::new(
         Service::new(ServiceParts {
-            store: Arc::new(store),
+            store: store.clone(),
             master: MasterKey::from_bytes(&[1; 32]).expect("master key"),
             replay: Arc::new(MemoryReplay::new(50_000_000, 60)),
             public_url: "http://127.0.0.1:8080".into(),
             nonce_ttl_secs: 600,
             clock: Arc::new(SystemClock),
+            nonce_key: None,
+            rate_limiter: None,
+            devices: Arc::new(genuine_server::devices::MemoryDevices::new(store)),
+            trusted_proxies: genuine_server::clientip::TrustedProxies::default(),
         })
         .expect("service"),
     );
@@ -314,10 +319,13 @@ fn registration(digest: &AppDigest) -> NewRegistration {
 
 async fn challenge(service: &Service) -> String {
     service
-        .challenge(&ChallengeRequest {
-            account: ACCOUNT.into(),
-            app_id: APP_ID.into(),
-        })
+        .challenge(
+            &ChallengeRequest {
+                account: ACCOUNT.into(),
+                app_id: APP_ID.into(),
+            },
+            None,
+        )
         .await
         .expect("challenge")
         .nonce

@@ -9,6 +9,7 @@ use genuine_protocol::{Reason, ReasonSet, b64};
 use genuine_verify::{Algorithm, Expectations, Jwks, Verifier};
 use serde::{Deserialize, Serialize};
 
+use crate::devices::Period;
 use crate::error::ApiError;
 use crate::keys::{SigningKey, hash_secret, new_kid, phantom_kid};
 use crate::policy::Policy;
@@ -178,6 +179,20 @@ pub struct MetricsReport {
     pub outcomes: BTreeMap<String, i64>,
     /// Reasons recorded, per name.
     pub reasons: BTreeMap<String, i64>,
+    /// Distinct devices that attested in the current UTC hour, day and
+    /// month (HyperLogLog estimates, ±1 % typical).
+    pub unique_devices: UniqueDevices,
+}
+
+/// Unique devices in the current UTC hour, day and month.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UniqueDevices {
+    /// This hour.
+    pub hour: u64,
+    /// Today.
+    pub day: u64,
+    /// This month.
+    pub month: u64,
 }
 
 /// How long after a rotation's last possible token expiry the retired key
@@ -637,20 +652,34 @@ impl Service {
         key: &str,
         value: &str,
     ) -> Result<Policy, ApiError> {
-        // Read-modify-write from the store, not the cache, one change at a time.
+        // Read-modify-write from the store, not the cache: one change at a
+        // time in this process, and compare-and-set against the store so a
+        // concurrent change through another node is never overwritten.
         let _guard = self.policy_guard().await;
-        let row = self
-            .store
-            .account(account)
-            .await?
-            .ok_or(ApiError::AccountUnknown)?;
-        let mut policy: Policy =
-            serde_json::from_str(&row.policy).map_err(|_| ApiError::Internal)?;
-        policy.set(key, value)?;
-        let json = serde_json::to_string(&policy).map_err(|_| ApiError::Internal)?;
-        self.store.set_policy(account, &json).await?;
-        self.invalidate(account);
-        Ok(policy)
+        for _ in 0..16 {
+            let row = self
+                .store
+                .account(account)
+                .await?
+                .ok_or(ApiError::AccountUnknown)?;
+            let mut policy: Policy =
+                serde_json::from_str(&row.policy).map_err(|_| ApiError::Internal)?;
+            policy.set(key, value)?;
+            let json = serde_json::to_string(&policy).map_err(|_| ApiError::Internal)?;
+            if self
+                .store
+                .set_policy_if(account, &row.policy, &json)
+                .await?
+            {
+                self.invalidate(account);
+                return Ok(policy);
+            }
+        }
+        tracing::warn!(
+            account,
+            "policy kept changing under 16 compare-and-set attempts"
+        );
+        Err(ApiError::Conflict("policy change"))
     }
 
     /// Mints an example token for testing a backend: valid, or a decoy.
@@ -851,16 +880,30 @@ impl Service {
         account: &str,
         since_secs: i64,
     ) -> Result<MetricsReport, ApiError> {
-        let _ = self.metrics.flush(self.store.as_ref()).await;
-        let from_hour = self
-            .clock
-            .now()
-            .saturating_sub(since_secs.max(0))
-            .div_euclid(3600);
+        self.flush_counters().await;
+        let now = self.clock.now();
+        let from_hour = now.saturating_sub(since_secs.max(0)).div_euclid(3600);
+        let mut unique = UniqueDevices::default();
+        for (period, slot) in [
+            (Period::Hour, &mut unique.hour),
+            (Period::Day, &mut unique.day),
+            (Period::Month, &mut unique.month),
+        ] {
+            *slot = self
+                .devices()
+                .unique(account, period, period.bucket(now))
+                .await
+                .map_err(|e| {
+                    self.metrics.shared_state_error();
+                    tracing::warn!(error = %e, "unique-device counts unavailable");
+                    ApiError::StoreUnavailable
+                })?;
+        }
         let mut report = MetricsReport {
             since: from_hour * 3600,
             outcomes: BTreeMap::new(),
             reasons: BTreeMap::new(),
+            unique_devices: unique,
         };
         for (k, n) in self.store.counts_since(account, from_hour).await? {
             if k.reason.is_empty() {

@@ -23,10 +23,29 @@ pub struct Config {
     /// `capacity / (2 × nonce_ttl_secs)` attestations per second, ~16,000/s
     /// with the defaults, in about 100 MB at most).
     pub replay_capacity: usize,
-    /// Cluster mode: PostgreSQL URL (not supported by this build yet).
+    /// Cluster mode: PostgreSQL URL. Set together with `redis_url`; every
+    /// node of a cluster uses the same database and the same master key.
     pub database_url: Option<String>,
-    /// Cluster mode: Redis URL (not supported by this build yet).
+    /// Cluster mode: connections per node to PostgreSQL (16).
+    pub database_pool_size: u32,
+    /// Cluster mode: Redis URL (single-use nonces, rate limits, unique devices).
     pub redis_url: Option<String>,
+    /// Cluster mode: prefix of every Redis key (`genuine:`), so several
+    /// clusters can share one Redis.
+    pub redis_key_prefix: String,
+    /// The master key file (`{data_dir}/master.key`). In cluster mode every
+    /// node must hold a copy of the same file.
+    pub master_key_file: Option<PathBuf>,
+    /// Challenges allowed per client address (IPv6: per /64) in each window
+    /// of `challenge_rate_window_secs`; beyond it `/v1/challenge` answers 429
+    /// with `Retry-After`. 0 turns the limit off (1000).
+    pub challenge_rate_limit: u32,
+    /// The rate-limit window, seconds (60).
+    pub challenge_rate_window_secs: u32,
+    /// Reverse proxies (addresses or blocks such as `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` names the client, for rate limits and the `ip`
+    /// claim. Empty by default: the socket peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -38,7 +57,13 @@ impl Default for Config {
             nonce_ttl_secs: 60,
             replay_capacity: 2_000_000,
             database_url: None,
+            database_pool_size: 16,
             redis_url: None,
+            redis_key_prefix: "genuine:".to_owned(),
+            master_key_file: None,
+            challenge_rate_limit: 1000,
+            challenge_rate_window_secs: 60,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -108,11 +133,41 @@ impl Config {
                 "GENUINE_DATA" => self.data_dir = PathBuf::from(v),
                 "GENUINE_PUBLIC_URL" => self.public_url = Some(v.to_owned()),
                 "GENUINE_DATABASE_URL" => self.database_url = Some(v.to_owned()),
+                "GENUINE_DATABASE_POOL_SIZE" => {
+                    self.database_pool_size = parse_number("GENUINE_DATABASE_POOL_SIZE", v)?;
+                }
                 "GENUINE_REDIS_URL" => self.redis_url = Some(v.to_owned()),
+                "GENUINE_REDIS_KEY_PREFIX" => self.redis_key_prefix = v.to_owned(),
+                "GENUINE_MASTER_KEY_FILE" => self.master_key_file = Some(PathBuf::from(v)),
+                "GENUINE_TRUSTED_PROXIES" => {
+                    self.trusted_proxies = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "GENUINE_CHALLENGE_RATE_LIMIT" => {
+                    self.challenge_rate_limit = parse_number("GENUINE_CHALLENGE_RATE_LIMIT", v)?;
+                }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Whether this configuration runs in cluster mode (PostgreSQL and Redis).
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        self.database_url.is_some() && self.redis_url.is_some()
+    }
+
+    /// The master key file.
+    #[must_use]
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("master.key"))
     }
 
     /// Checks the values that types cannot.
@@ -120,16 +175,62 @@ impl Config {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the setting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.database_url.is_some() {
+        match (&self.database_url, &self.redis_url) {
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid {
+                    setting: "redis_url",
+                    message:
+                        "cluster mode needs both database_url and redis_url; redis_url is not set"
+                            .into(),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    setting: "database_url",
+                    message: "cluster mode needs both database_url and redis_url; database_url is not set".into(),
+                });
+            }
+            (Some(db), Some(redis)) => {
+                if !(db.starts_with("postgres://") || db.starts_with("postgresql://")) {
+                    return Err(ConfigError::Invalid {
+                        setting: "database_url",
+                        message: "must start with postgres:// or postgresql://".into(),
+                    });
+                }
+                if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                    return Err(ConfigError::Invalid {
+                        setting: "redis_url",
+                        message: "must start with redis://".into(),
+                    });
+                }
+            }
+            (None, None) => {}
+        }
+        if !(1..=1000).contains(&self.database_pool_size) {
             return Err(ConfigError::Invalid {
-                setting: "database_url",
-                message: "cluster mode on PostgreSQL is not available in this build yet; unset it to run embedded".into(),
+                setting: "database_pool_size",
+                message: "must be between 1 and 1000".into(),
             });
         }
-        if self.redis_url.is_some() {
+        if self.redis_key_prefix.is_empty()
+            || self.redis_key_prefix.len() > 64
+            || self.redis_key_prefix.chars().any(char::is_control)
+        {
             return Err(ConfigError::Invalid {
-                setting: "redis_url",
-                message: "cluster mode on Redis is not available in this build yet; unset it to run embedded".into(),
+                setting: "redis_key_prefix",
+                message: "must be 1 to 64 characters, no control characters".into(),
+            });
+        }
+        if let Err(e) = crate::clientip::TrustedProxies::parse(&self.trusted_proxies) {
+            return Err(ConfigError::Invalid {
+                setting: "trusted_proxies",
+                message: e.to_string(),
+            });
+        }
+        if !(1..=86_400).contains(&self.challenge_rate_window_secs) {
+            return Err(ConfigError::Invalid {
+                setting: "challenge_rate_window_secs",
+                message: "must be between 1 and 86400".into(),
             });
         }
         if !(5..=600).contains(&self.nonce_ttl_secs) {
@@ -156,6 +257,16 @@ impl Config {
     }
 }
 
+fn parse_number<T: std::str::FromStr>(setting: &'static str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.parse().map_err(|e: T::Err| ConfigError::Invalid {
+        setting,
+        message: e.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,11 +285,30 @@ mod tests {
             .to_string();
         assert!(e.contains("GENUINE_LISTEN"), "{e}");
         c.database_url = Some("postgres://x".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("database_url") && e.contains("redis_url"), "{e}");
+        c.redis_url = Some("redis://127.0.0.1".into());
+        c.validate().unwrap();
+        assert!(c.is_cluster());
+        c.database_url = Some("mysql://x".into());
         assert!(
             c.validate()
                 .unwrap_err()
                 .to_string()
                 .contains("database_url")
+        );
+        let mut c = Config::default();
+        let e = c
+            .apply_env([("GENUINE_DATABASE_POOL_SIZE", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("GENUINE_DATABASE_POOL_SIZE"), "{e}");
+        c.database_pool_size = 0;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database_pool_size")
         );
     }
 }

@@ -173,22 +173,38 @@ async fn method_not_allowed() -> Response {
     json(StatusCode::METHOD_NOT_ALLOWED, &body)
 }
 
+/// The client's address: the peer, or behind a trusted proxy the address it
+/// forwarded.
+fn client_ip(s: &Service, peer: SocketAddr, headers: &axum::http::HeaderMap) -> std::net::IpAddr {
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>();
+    s.trusted_proxies().client(peer.ip(), forwarded.into_iter())
+}
+
 async fn challenge(
     State(s): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Body(req): Body<ChallengeRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(json(StatusCode::OK, &s.challenge(&req).await?))
+    let client = client_ip(&s, peer, &headers);
+    Ok(json(
+        StatusCode::OK,
+        &s.challenge(&req, Some(client)).await?,
+    ))
 }
 
 async fn attest(
     State(s): Shared,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Body(req): Body<AttestRequest>,
 ) -> Result<Response, ApiError> {
-    Ok(json(
-        StatusCode::OK,
-        &s.attest(&req, Some(peer.ip())).await?,
-    ))
+    let client = client_ip(&s, peer, &headers);
+    Ok(json(StatusCode::OK, &s.attest(&req, Some(client)).await?))
 }
 
 async fn jwks(State(s): Shared, Path(account): Path<String>) -> Result<Response, ApiError> {
@@ -213,6 +229,10 @@ async fn readyz(State(s): Shared) -> Result<Response, ApiError> {
         .ping()
         .await
         .inspect_err(|_| s.metrics().store_error())?;
+    s.replay()
+        .ping()
+        .await
+        .inspect_err(|_| s.metrics().shared_state_error())?;
     Ok(json(
         StatusCode::OK,
         &serde_json::json!({"status": "ready"}),

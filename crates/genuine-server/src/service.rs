@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -18,10 +18,13 @@ use genuine_verify::{Algorithm, Jwks};
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
+use crate::clientip::TrustedProxies;
+use crate::devices::DeviceCounter;
 use crate::error::ApiError;
 use crate::keys::{KeyError, MasterKey, SigningKey, phantom_kid};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::ratelimit::{RateDecision, RateLimiter};
 use crate::replay::ReplayGuard;
 use crate::store::{ApiRow, Store};
 use crate::verdict::{self, DeviceAction, NonceStatus, Registration, VerdictContext};
@@ -115,6 +118,13 @@ pub struct Service {
     cache: RwLock<HashMap<String, Arc<AccountState>>>,
     /// Bumped by every invalidation: a load that raced a write is not cached.
     epoch: AtomicU64,
+    /// Whether cached state may be used: in cluster mode only while this node
+    /// hears every change (its change listener is connected and the store
+    /// answers); otherwise every request loads from the store.
+    cache_live: AtomicBool,
+    rate_limiter: Option<Arc<dyn RateLimiter>>,
+    devices: Arc<dyn DeviceCounter>,
+    trusted_proxies: TrustedProxies,
     /// Serialises read-modify-write of policies in this process.
     policy_lock: tokio::sync::Mutex<()>,
     phantom: SigningKey,
@@ -144,6 +154,15 @@ pub struct ServiceParts {
     pub nonce_ttl_secs: u64,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// The nonce key; `None` draws a fresh random one (embedded mode: a
+    /// restart invalidates outstanding nonces). Cluster nodes share one.
+    pub nonce_key: Option<NonceKey>,
+    /// The per-client-address limit on challenges; `None`: no limit.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// Unique devices per hour, day and month.
+    pub devices: Arc<dyn DeviceCounter>,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 pub(crate) fn random_id(rng: &SystemRandom, prefix: &str, len: usize) -> Result<String, KeyError> {
@@ -154,14 +173,16 @@ pub(crate) fn random_id(rng: &SystemRandom, prefix: &str, len: usize) -> Result<
 }
 
 impl Service {
-    /// Builds a service; the nonce key is fresh random (a restart invalidates
-    /// outstanding nonces).
+    /// Builds a service.
     ///
     /// # Errors
     /// [`KeyError::Random`] if the random source fails.
     pub fn new(parts: ServiceParts) -> Result<Self, KeyError> {
         let rng = SystemRandom::new();
-        let nonce_key = NonceKey::generate(&rng).map_err(|_| KeyError::Random)?;
+        let nonce_key = match parts.nonce_key {
+            Some(k) => k,
+            None => NonceKey::generate(&rng).map_err(|_| KeyError::Random)?,
+        };
         let (phantom, _) = SigningKey::generate(Algorithm::Es256, String::new(), &rng)?;
         Ok(Self {
             store: parts.store,
@@ -173,6 +194,10 @@ impl Service {
             public_url: parts.public_url,
             cache: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
+            cache_live: AtomicBool::new(true),
+            rate_limiter: parts.rate_limiter,
+            devices: parts.devices,
+            trusted_proxies: parts.trusted_proxies,
             policy_lock: tokio::sync::Mutex::new(()),
             phantom,
             metrics: Metrics::new(),
@@ -212,6 +237,70 @@ impl Service {
         }
     }
 
+    /// Drops every cached account state.
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut c) = self.cache.write() {
+            c.clear();
+        }
+    }
+
+    /// Allows or forbids the use of cached account state. Cluster nodes turn
+    /// it off while they may miss changes made through other nodes (change
+    /// listener disconnected, store unreachable) and on again, with an empty
+    /// cache, once they hear every change again.
+    pub fn set_cache_live(&self, live: bool) {
+        let was = self.cache_live.swap(live, Ordering::SeqCst);
+        self.metrics.set_cache_live(live);
+        if was != live {
+            self.invalidate_all();
+            if live {
+                tracing::info!("account cache in use again: this node hears every change");
+            } else {
+                tracing::warn!(
+                    "account cache off: changes from other nodes may be missed; reading the store on every request"
+                );
+            }
+        }
+    }
+
+    /// Whether cached account state is in use.
+    #[must_use]
+    pub fn cache_live(&self) -> bool {
+        self.cache_live.load(Ordering::SeqCst)
+    }
+
+    /// Writes buffered attestation counters and unique-device observations
+    /// to the store or Redis (every second, and at shutdown). Failures are
+    /// counted and logged; the data is kept for the next try.
+    pub async fn flush_counters(&self) {
+        if let Err(e) = self.metrics.flush(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "could not flush attestation counters; will retry");
+        }
+        if let Err(e) = self.devices.flush().await {
+            self.metrics.shared_state_error();
+            tracing::warn!(error = %e, "could not flush unique-device counts; will retry");
+        }
+    }
+
+    /// Proxies whose `X-Forwarded-For` names the client.
+    #[must_use]
+    pub fn trusted_proxies(&self) -> &TrustedProxies {
+        &self.trusted_proxies
+    }
+
+    /// The replay guard.
+    #[must_use]
+    pub fn replay(&self) -> &dyn ReplayGuard {
+        self.replay.as_ref()
+    }
+
+    /// Unique devices per hour, day and month.
+    #[must_use]
+    pub fn devices(&self) -> &dyn DeviceCounter {
+        self.devices.as_ref()
+    }
+
     /// Serialises policy read-modify-write in this process.
     pub(crate) async fn policy_guard(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.policy_lock.lock().await
@@ -225,9 +314,11 @@ impl Service {
     /// # Errors
     /// [`ApiError::StoreUnavailable`] if the store fails.
     pub async fn state(&self, account: &str) -> Result<Option<Arc<AccountState>>, ApiError> {
-        if let Some(s) = self.cache.read().ok().and_then(|c| c.get(account).cloned()) {
+        let live = self.cache_live();
+        if live && let Some(s) = self.cache.read().ok().and_then(|c| c.get(account).cloned()) {
             return Ok(Some(s));
         }
+        self.metrics.cache_miss();
         for _ in 0..3 {
             let epoch = self.epoch.load(Ordering::SeqCst);
             let loaded = self
@@ -238,7 +329,8 @@ impl Service {
                 Loaded::Missing => return Ok(None),
                 Loaded::Inconsistent => continue,
                 Loaded::State(s) => {
-                    if self.epoch.load(Ordering::SeqCst) == epoch
+                    if self.cache_live()
+                        && self.epoch.load(Ordering::SeqCst) == epoch
                         && let Ok(mut c) = self.cache.write()
                     {
                         c.insert(account.to_owned(), s.clone());
@@ -343,11 +435,32 @@ impl Service {
         })))
     }
 
-    /// `POST /v1/challenge`.
+    /// `POST /v1/challenge` from `client` (the address rate limits apply to).
     ///
     /// # Errors
-    /// [`ApiError`] for bad fields, an unknown account or an unavailable store.
-    pub async fn challenge(&self, req: &ChallengeRequest) -> Result<ChallengeResponse, ApiError> {
+    /// [`ApiError`] for bad fields, an unknown account, a client over its
+    /// rate limit (429) or an unavailable store or rate limiter (503).
+    pub async fn challenge(
+        &self,
+        req: &ChallengeRequest,
+        client: Option<IpAddr>,
+    ) -> Result<ChallengeResponse, ApiError> {
+        let started = Instant::now();
+        if let (Some(limiter), Some(ip)) = (&self.rate_limiter, client) {
+            let now_ms = self.clock.now().saturating_mul(1000);
+            match limiter.check(ip, now_ms).await {
+                Ok(RateDecision::Allow) => {}
+                Ok(RateDecision::Limited { retry_after_secs }) => {
+                    self.metrics.rate_limited();
+                    return Err(ApiError::RateLimited { retry_after_secs });
+                }
+                Err(e) => {
+                    self.metrics.shared_state_error();
+                    tracing::warn!(error = %e, "rate limiter unavailable; refusing challenges");
+                    return Err(ApiError::RateLimiterUnavailable);
+                }
+            }
+        }
         for (field, v) in [("account", &req.account), ("app_id", &req.app_id)] {
             if !is_identifier(v) {
                 return Err(ApiError::InvalidField {
@@ -365,6 +478,8 @@ impl Service {
             .issue(&self.rng, &req.account, &req.app_id, now, self.nonce_ttl)
             .map_err(|_| ApiError::Internal)?;
         self.metrics.challenge();
+        self.metrics
+            .challenge_seconds(started.elapsed().as_secs_f64());
         Ok(ChallengeResponse {
             nonce: issued.nonce,
             expires_in: self.nonce_ttl,
@@ -424,7 +539,12 @@ impl Service {
                 {
                     Ok(c) => {
                         let exp = i64::try_from(c.expires_at).unwrap_or(i64::MAX);
-                        if self.replay.first_use(c.id, exp, now).await? {
+                        let first = self
+                            .replay
+                            .first_use(c.id, exp, now)
+                            .await
+                            .inspect_err(|_| self.metrics.shared_state_error())?;
+                        if first {
                             NonceStatus::Fresh
                         } else {
                             NonceStatus::Replayed
@@ -499,6 +619,11 @@ impl Service {
         let names = verdict.reasons.names();
         if let Some(v) = &verified {
             self.metrics.unknown_signals(v.claims.signals.other.keys());
+            // Unique devices: only keys that proved possession, only known
+            // accounts, valid and decoy alike.
+            if let Some(s) = &state {
+                self.devices.observe(&s.name, &v.device_id, now);
+            }
         }
         self.metrics.attestation(
             state.as_ref().map(|s| s.name.as_str()),

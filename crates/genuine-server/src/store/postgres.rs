@@ -169,6 +169,21 @@ impl PostgresStore {
         Ok(ChangeListener { inner })
     }
 
+    /// Sends a heartbeat on the change channel: an empty payload, which no
+    /// account name can be. A node that sees its own heartbeats come back on
+    /// its [`ChangeListener`] knows that connection still delivers.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if the database cannot be reached.
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
     /// A transaction at READ COMMITTED whatever the server's default: the
     /// concurrency arguments below rely on each statement seeing the latest
     /// commits (and waiting on locked rows instead of failing to serialize).
@@ -196,7 +211,8 @@ impl fmt::Debug for ChangeListener {
 impl ChangeListener {
     /// Waits for the next change.
     ///
-    /// `Ok(Some(account))`: that account changed. `Ok(None)`: the connection
+    /// `Ok(Some(account))`: that account changed (an empty name is a
+    /// [`PostgresStore::heartbeat`]). `Ok(None)`: the connection
     /// was lost, so notifications may have been missed; drop this listener and
     /// make a new one. Several writes to one account in one transaction give
     /// one notification; writes of other stores sharing the database (another
