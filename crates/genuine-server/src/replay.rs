@@ -118,35 +118,95 @@ impl ReplayGuard for MemoryReplay {
 /// `SET {prefix}n:{hex id} 1 NX PX {ms until expiry}`, so every node sees the
 /// same set and Redis forgets each id when its nonce expires.
 ///
+/// **Data loss.** Redis may lose its keys (a restart without persistence, a
+/// failover to an empty replica); a nonce used before the loss would then be
+/// accepted again. So the guard keeps one more key, `{prefix}replay-epoch`:
+/// the time from which this Redis data set has recorded every use. It is
+/// read in the same script as the `SET NX`; when it is missing (the data set
+/// is new, or was lost), the script sets it to now. A nonce issued at or
+/// before the epoch (issue time = expiry − nonce lifetime) counts as used:
+/// its single use can no longer be proven. Clients simply ask for a new one.
+///
 /// A Redis failure is an error ([`ReplayError::Unavailable`]): the service
 /// answers 503 rather than accept a nonce it could not record.
 #[derive(Clone)]
 pub struct RedisReplay {
     conn: ::redis::aio::ConnectionManager,
     prefix: String,
+    nonce_ttl: i64,
+    script: ::redis::Script,
 }
 
 impl std::fmt::Debug for RedisReplay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisReplay")
             .field("prefix", &self.prefix)
+            .field("nonce_ttl", &self.nonce_ttl)
             .finish_non_exhaustive()
     }
 }
 
+/// KEYS: the nonce key, the epoch key. ARGV: ms until expiry, now (s).
+/// Returns {epoch, 1 if the nonce key was new else 0}.
+const FIRST_USE_SCRIPT: &str = r"
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then
+  redis.call('SET', KEYS[2], ARGV[2])
+  epoch = ARGV[2]
+end
+local fresh = 0
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  fresh = 1
+end
+return {epoch, fresh}
+";
+
 impl RedisReplay {
     /// A guard over `conn` (see [`crate::redis::connect`]) whose keys start
-    /// with `prefix` (e.g. `genuine:`).
+    /// with `prefix` (e.g. `genuine:`), for nonces that live `nonce_ttl_secs`
+    /// (every node of a cluster must use the same lifetime).
     #[must_use]
-    pub fn new(conn: ::redis::aio::ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(
+        conn: ::redis::aio::ConnectionManager,
+        prefix: impl Into<String>,
+        nonce_ttl_secs: u64,
+    ) -> Self {
         Self {
             conn,
             prefix: prefix.into(),
+            nonce_ttl: i64::try_from(nonce_ttl_secs).unwrap_or(i64::MAX),
+            script: ::redis::Script::new(FIRST_USE_SCRIPT),
         }
     }
 
     fn key(&self, id: &[u8; 16]) -> String {
         format!("{}n:{}", self.prefix, data_encoding::HEXLOWER.encode(id))
+    }
+
+    fn epoch_key(&self) -> String {
+        format!("{}replay-epoch", self.prefix)
+    }
+
+    /// Starts the replay set's epoch at `at` (Unix seconds) unless it has
+    /// one; returns the epoch in force. A node calls this at start, so that
+    /// nonces issued after it are not refused by a lazily created epoch.
+    ///
+    /// # Errors
+    /// [`ReplayError::Unavailable`] if Redis fails.
+    pub async fn start_epoch(&self, at: i64) -> Result<i64, ReplayError> {
+        let mut conn = self.conn.clone();
+        let _: Option<String> = ::redis::cmd("SET")
+            .arg(self.epoch_key())
+            .arg(at)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        ::redis::cmd("GET")
+            .arg(self.epoch_key())
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| unavailable(&e))
     }
 }
 
@@ -163,23 +223,25 @@ impl ReplayGuard for RedisReplay {
         now: i64,
     ) -> Result<bool, ReplayError> {
         let ttl_ms = expires_at.saturating_sub(now).saturating_mul(1000).max(1);
-        let reply: ::redis::Value = ::redis::cmd("SET")
-            .arg(self.key(&id))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
+        let (epoch, fresh): (i64, i64) = self
+            .script
+            .key(self.key(&id))
+            .key(self.epoch_key())
             .arg(ttl_ms)
-            .query_async(&mut self.conn.clone())
+            .arg(now)
+            .invoke_async(&mut self.conn.clone())
             .await
             .map_err(|e| unavailable(&e))?;
-        match reply {
-            ::redis::Value::Okay => Ok(true),
-            ::redis::Value::SimpleString(s) if s == "OK" => Ok(true),
-            ::redis::Value::Nil => Ok(false),
-            other => Err(ReplayError::Unavailable(format!(
-                "unexpected reply to SET NX: {other:?}"
-            ))),
+        let issued_at = expires_at.saturating_sub(self.nonce_ttl);
+        if issued_at <= epoch {
+            tracing::warn!(
+                epoch,
+                issued_at,
+                "nonce issued before the replay set's epoch (Redis lost its data?): refused"
+            );
+            return Ok(false);
         }
+        Ok(fresh == 1)
     }
 
     async fn ping(&self) -> Result<(), ReplayError> {

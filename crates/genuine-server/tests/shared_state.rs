@@ -114,7 +114,10 @@ async fn replay_memory() {
 #[tokio::test]
 async fn replay_redis() {
     let Some(conn) = redis().await else { return };
-    replay_suite(&RedisReplay::new(conn, prefix())).await;
+    let g = RedisReplay::new(conn, prefix(), 60);
+    // As on a Redis that has recorded every use for the last hour.
+    g.start_epoch(unix_now() - 3600).await.unwrap();
+    replay_suite(&g).await;
 }
 
 /// Many concurrent first uses of one id: exactly one wins.
@@ -144,7 +147,9 @@ async fn replay_race_memory() {
 #[tokio::test]
 async fn replay_race_redis() {
     let Some(conn) = redis().await else { return };
-    replay_race(Arc::new(RedisReplay::new(conn, prefix()))).await;
+    let g = RedisReplay::new(conn, prefix(), 60);
+    g.start_epoch(unix_now() - 3600).await.unwrap();
+    replay_race(Arc::new(g)).await;
 }
 
 // ------------------------------------------------------------ rate limit
@@ -567,7 +572,9 @@ async fn redis_outage_fails_fast_and_recovers_on_the_same_connection() {
     let server = PrivateRedis::start(port);
     let conn = connect(&format!("redis://127.0.0.1:{port}")).await.unwrap();
     let p = prefix();
-    let replay = RedisReplay::new(conn.clone(), p.clone());
+    // Nonce lifetime 0: the ids below count as issued at their expiry, a
+    // minute from now, after any epoch the restarts below set.
+    let replay = RedisReplay::new(conn.clone(), p.clone(), 0);
     let limit = RedisRateLimiter::new(
         conn.clone(),
         p.clone(),
@@ -659,7 +666,8 @@ async fn redis_outage_fails_fast_and_recovers_on_the_same_connection() {
 #[ignore = "measurement"]
 async fn measure_redis_replay_round_trip() {
     let Some(conn) = redis().await else { return };
-    let g = RedisReplay::new(conn, prefix());
+    let g = RedisReplay::new(conn, prefix(), 60);
+    g.start_epoch(unix_now() - 3600).await.unwrap();
     let now = unix_now();
     for _ in 0..1000 {
         g.first_use(random_id(), now + 5, now).await.unwrap();
@@ -681,4 +689,55 @@ async fn measure_redis_replay_round_trip() {
         samples[n / 2],
         samples[n * 99 / 100]
     );
+}
+
+/// Redis loses its data (here: the guard's keys are deleted, as a restart
+/// without persistence would): a nonce used before the loss, or merely
+/// issued before it, is refused; one issued after is accepted once.
+#[tokio::test]
+async fn replay_redis_refuses_nonces_from_before_a_data_loss() {
+    let Some(conn) = redis().await else { return };
+    let p = prefix();
+    let g = RedisReplay::new(conn.clone(), p.clone(), 60);
+    let t0 = unix_now() - 100;
+    assert_eq!(g.start_epoch(t0).await.unwrap(), t0);
+    assert_eq!(g.start_epoch(t0 + 50).await.unwrap(), t0, "kept");
+    // Issued at t0 + 10 (expires t0 + 70), used at t0 + 20.
+    let used = random_id();
+    let unused = random_id();
+    assert_eq!(g.first_use(used, t0 + 70, t0 + 20).await, Ok(true));
+    // A nonce issued at the epoch itself is refused: it may predate it.
+    assert_eq!(g.first_use(random_id(), t0 + 60, t0 + 20).await, Ok(false));
+
+    // The loss.
+    let mut c = conn.clone();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg(format!("{p}*"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = ::redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    // First use after it, at t0 + 30: the epoch restarts there.
+    assert_eq!(
+        g.first_use(used, t0 + 70, t0 + 30).await,
+        Ok(false),
+        "replay after the loss"
+    );
+    assert_eq!(
+        g.first_use(unused, t0 + 75, t0 + 30).await,
+        Ok(false),
+        "issued before"
+    );
+    let fresh = random_id();
+    assert_eq!(
+        g.first_use(fresh, t0 + 91, t0 + 32).await,
+        Ok(true),
+        "issued after"
+    );
+    assert_eq!(g.first_use(fresh, t0 + 91, t0 + 33).await, Ok(false));
 }
