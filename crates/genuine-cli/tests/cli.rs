@@ -579,10 +579,12 @@ fn metrics_accounts_tokens_and_usage_errors() {
     assert!(m["outcomes"].is_object(), "{m}");
     assert!(m["reasons"].is_object(), "{m}");
     assert!(m["since"].is_i64(), "{m}");
+    assert!(m["unique_devices"]["month"].is_u64(), "{m}");
     let m = env.json(&["metrics", "--since", "1d"]);
     assert!(m["outcomes"].is_object(), "{m}");
     let out = env.ok(&["metrics"]);
     assert!(out.starts_with("attestations since "), "{out}");
+    assert!(out.contains("this month"), "{out}");
     let err = env.fail(&["metrics", "--since", "forever"], 2);
     assert!(err.contains("invalid duration"), "{err}");
 

@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{Attempt, TestDevice, TestService, decode_jwt, digest};
+use common::{Attempt, T0, TestDevice, TestService, decode_jwt, digest};
 use genuine_protocol::b64;
 use genuine_protocol::evidence::sign_compact;
-use serde_json::json;
+use serde_json::{Value, json};
 
 const APP: &str = "com.example.shop";
 const API: &str = "api.example.com";
@@ -481,9 +481,37 @@ async fn metrics_count_outcomes_and_reasons() {
     let mut a = Attempt::new(APP, API, digest(1));
     a.signals.debugger = true;
     dev.attest(&svc, &a).await;
+    // A second device; and one whose evidence signature is broken, which
+    // does not count (it proved no key).
+    let other = TestDevice::new();
+    other.attest(&svc, &Attempt::new(APP, API, digest(1))).await;
+    let third = TestDevice::new();
+    let a = Attempt::new(APP, API, digest(1));
+    let ev = third.evidence(&svc.challenge("default", APP).await, &a);
+    let mut parts: Vec<&str> = ev.split('.').collect();
+    let again = third.evidence(&svc.challenge("default", APP).await, &a);
+    parts[2] = again.split('.').nth(2).unwrap();
+    let (s, v) = svc.attest_evidence(&parts.join(".")).await;
+    assert_eq!(s, 200, "{v}");
     let m = svc.admin("GET", "metrics?since=3600", None).await;
-    assert_eq!(m["outcomes"], json!({"valid": 2, "decoy": 1}), "{m}");
-    assert_eq!(m["reasons"], json!({"debugger": 1}));
+    assert_eq!(m["outcomes"], json!({"valid": 3, "decoy": 2}), "{m}");
+    assert_eq!(m["reasons"]["debugger"], json!(1), "{m}");
+    assert_eq!(
+        m["unique_devices"],
+        json!({"hour": 2, "day": 2, "month": 2}),
+        "{m}"
+    );
+    // The next hour is a new bucket; the day and month keep counting.
+    svc.clock.advance(3600);
+    TestDevice::new()
+        .attest(&svc, &Attempt::new(APP, API, digest(1)))
+        .await;
+    let m = svc.admin("GET", "metrics?since=3600", None).await;
+    assert_eq!(
+        m["unique_devices"],
+        json!({"hour": 1, "day": 3, "month": 3}),
+        "{m}"
+    );
     let text = svc
         .http
         .get(format!("{}/metrics", svc.url))
@@ -494,7 +522,7 @@ async fn metrics_count_outcomes_and_reasons() {
         .await
         .unwrap();
     assert!(
-        text.contains("genuine_attestations_total{outcome=\"valid\"} 2"),
+        text.contains("genuine_attestations_total{outcome=\"valid\"} 4"),
         "{text}"
     );
     assert!(
@@ -502,10 +530,103 @@ async fn metrics_count_outcomes_and_reasons() {
         "{text}"
     );
     assert!(
-        text.contains("genuine_attest_duration_seconds_count 3"),
+        text.contains("genuine_attest_duration_seconds_count 6"),
         "{text}"
     );
+    assert!(
+        text.contains("genuine_challenge_duration_seconds_count 7"),
+        "{text}"
+    );
+    assert!(text.contains("genuine_account_cache_live 1"), "{text}");
     let (s, v) = svc.request("GET", "/readyz", None, None).await;
     assert_eq!((s, v), (200, json!({"status": "ready"})));
+    svc.stop().await;
+}
+
+/// Challenges per client address are limited; the answer is 429 with
+/// `Retry-After`; a forwarded address counts only from a trusted proxy.
+#[tokio::test]
+async fn challenges_are_rate_limited_per_client_address() {
+    let svc = TestService::start_with(T0 - T0 % 60, |c| {
+        c.challenge_rate_limit = 3;
+        c.challenge_rate_window_secs = 60;
+    })
+    .await;
+    let body = json!({"account": "default", "app_id": APP});
+    let challenge = |xff: Option<&'static str>| {
+        let (http, url, body) = (svc.http.clone(), svc.url.clone(), body.clone());
+        async move {
+            let mut req = http.post(format!("{url}/v1/challenge")).json(&body);
+            if let Some(x) = xff {
+                req = req.header("x-forwarded-for", x);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let v: Value = resp.json().await.unwrap();
+            (status, retry, v)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(challenge(None).await.0, 200);
+    }
+    let (status, retry, v) = challenge(None).await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"], "rate-limited", "{v}");
+    assert_eq!(
+        retry.as_deref(),
+        Some("60"),
+        "the window's remaining seconds"
+    );
+    // A client cannot escape by naming another address: loopback is no
+    // trusted proxy here.
+    assert_eq!(challenge(Some("203.0.113.9")).await.0, 429);
+    // The next window.
+    svc.clock.advance(30);
+    assert_eq!(challenge(None).await.1.as_deref(), Some("30"));
+    svc.clock.advance(30);
+    assert_eq!(challenge(None).await.0, 200);
+    let text = svc
+        .http
+        .get(format!("{}/metrics", svc.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("genuine_challenges_rate_limited_total 3"),
+        "{text}"
+    );
+    svc.stop().await;
+
+    // Behind a trusted proxy each forwarded client has its own budget.
+    let svc = TestService::start_with(T0, |c| {
+        c.challenge_rate_limit = 1;
+        c.trusted_proxies = vec!["127.0.0.1".into()];
+    })
+    .await;
+    let challenge = |xff: &'static str| {
+        let (http, url, body) = (svc.http.clone(), svc.url.clone(), body.clone());
+        async move {
+            http.post(format!("{url}/v1/challenge"))
+                .header("x-forwarded-for", xff)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(challenge("198.51.100.1").await, 200);
+    assert_eq!(challenge("198.51.100.1").await, 429);
+    assert_eq!(challenge("198.51.100.2").await, 200);
+    // The client is the rightmost untrusted hop, not what it wrote itself.
+    assert_eq!(challenge("198.51.100.3, 198.51.100.2").await, 429);
     svc.stop().await;
 }

@@ -93,6 +93,18 @@ pub fn unix_now() -> i64 {
     i64::try_from(d.as_secs()).unwrap()
 }
 
+/// Sleeps into the next wall-clock second. A cluster node starts the Redis
+/// replay set's epoch at its start second and refuses nonces issued within
+/// that second (their single use cannot be told from before the epoch), so
+/// tests wait it out before their first attestation.
+pub async fn next_second() {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let left = 1_000_000_000 - u64::from(since.subsec_nanos());
+    tokio::time::sleep(std::time::Duration::from_nanos(left + 1_000_000)).await;
+}
+
 /// Whether a test that needs an optional tool may run: prints that it was
 /// skipped when the tool is absent, and fails instead under CI.
 pub fn tool_present(present: bool, tool: &str) -> bool {
@@ -175,13 +187,19 @@ impl TestService {
 
     /// A service whose clock starts at `now` (Unix seconds).
     pub async fn start_at(now: i64) -> Self {
+        Self::start_with(now, |_| {}).await
+    }
+
+    /// A service whose clock starts at `now`, with settings changed by `set`.
+    pub async fn start_with(now: i64, set: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock(AtomicI64::new(now)));
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
             ..Config::default()
         };
+        set(&mut config);
         let running = start_embedded(&config, clock.clone()).await.unwrap();
         let admin = std::fs::read_to_string(&running.admin_token_file)
             .unwrap()
@@ -471,14 +489,29 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `genuine serve --listen 127.0.0.1:0 --data DIR`; stderr goes to `DIR/../serve-N.log`.
     pub fn start(data: &Path, log_name: &str, rust_log: &str) -> Self {
+        Self::start_with_env(data, log_name, rust_log, &[])
+    }
+
+    /// [`Self::start`] with `GENUINE_*` settings in the environment (cluster
+    /// mode when they name a database and a Redis).
+    pub fn start_with_env(
+        data: &Path,
+        log_name: &str,
+        rust_log: &str,
+        env: &[(&str, String)],
+    ) -> Self {
         let stderr_log = data.parent().unwrap().join(log_name);
         let log = std::fs::File::create(&stderr_log).unwrap();
-        let mut child = Command::new(genuine_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        let mut cmd = Command::new(genuine_bin());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
             .arg(data)
             .env("RUST_LOG", rust_log)
             .env_remove("GENUINE_DATABASE_URL")
-            .env_remove("GENUINE_REDIS_URL")
+            .env_remove("GENUINE_REDIS_URL");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -486,10 +519,11 @@ impl ServeProcess {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("serve exited before listening")
-                .unwrap();
+            let Some(line) = lines.next() else {
+                let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
+                panic!("serve exited before listening; its log:\n{log}");
+            };
+            let line = line.unwrap();
             if let Some(a) = line.strip_prefix("genuine: listening on http://") {
                 break a.parse().unwrap();
             }
