@@ -13,7 +13,10 @@
 //! `hs256_359` (the 359-byte HS256 token of the `hs256_300b` bench group),
 //! `hs256_418` (the `hs256` group's), `es256_hit` (an ES256 token served from
 //! the verified-token cache, `verify_shared`) and `es256_hit_owned` (the same
-//! with `verify`, which clones the claims).
+//! with `verify`, which clones the claims). `layer_es256_hit` and `bare`
+//! call a tower service that answers at once, wrapped in `GenuineLayer` (the
+//! ES256 token from the cache) or bare, with a new request each time (built
+//! in both, so the difference is the layer's work).
 
 #![allow(
     clippy::unwrap_used,
@@ -103,6 +106,59 @@ fn es256(iss: &str, aud: &str) -> (Verifier, String) {
     (v, token)
 }
 
+/// Calls a tower service `n` times with a request carrying `token`, through
+/// `GenuineLayer` over `verifier` or (without one) bare.
+#[cfg(feature = "tower")]
+fn serve(verifier: Option<Verifier>, token: &str, n: u64) {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Waker};
+
+    use genuine_verify::layer::GenuineLayer;
+    use http::{Request, Response};
+    use tower::{Layer, Service};
+
+    fn call<S>(svc: &mut S, req: Request<()>) -> bool
+    where
+        S: Service<Request<()>, Response = Response<&'static str>, Error = Infallible>,
+    {
+        let mut cx = Context::from_waker(Waker::noop());
+        if svc.poll_ready(&mut cx).is_pending() {
+            return false;
+        }
+        match pin!(svc.call(req)).as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(res)) => res.status() == 200,
+            Poll::Ready(Err(e)) => match e {},
+            Poll::Pending => false,
+        }
+    }
+
+    let inner =
+        tower::service_fn(|_req: Request<()>| async { Ok::<_, Infallible>(Response::new("hi")) });
+    let request = || {
+        Request::get("/hello")
+            .header("genuine-token", token)
+            .body(())
+            .unwrap()
+    };
+    match verifier {
+        Some(v) => {
+            let mut svc = GenuineLayer::new(Arc::new(v)).layer(inner);
+            for _ in 0..n {
+                assert!(call(&mut svc, black_box(request())));
+            }
+        }
+        None => {
+            let mut svc = inner;
+            for _ in 0..n {
+                assert!(call(&mut svc, black_box(request())));
+            }
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "hs256_359".into());
@@ -111,6 +167,17 @@ fn main() {
         "https://genuine.example.com/v1/accounts/default",
         "api.example.com",
     );
+    #[cfg(feature = "tower")]
+    if let "layer_es256_hit" | "bare" = which.as_str() {
+        let (long_iss, long_aud) = (
+            "https://genuine.example.com/v1/accounts/default",
+            "api.example.com",
+        );
+        let (v, token) = es256(long_iss, long_aud);
+        println!("{which}: {} bytes, {n} requests", token.len());
+        serve((which != "bare").then_some(v), &token, n);
+        return;
+    }
     let (v, token) = match which.as_str() {
         "hs256_359" => hs256(
             "k1",
