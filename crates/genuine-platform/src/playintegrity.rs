@@ -157,6 +157,10 @@ pub struct Expectations {
     /// Require `accountDetails.appLicensingVerdict` = [`LICENSED`].
     /// Default: `false`.
     pub require_licensed: bool,
+    /// Accept a test response (`testingDetails.isTestingResponse`: verdicts
+    /// the developer chose in Play Console for testers' accounts).
+    /// Default: `false`.
+    pub allow_testing_response: bool,
     /// Oldest `requestDetails.timestampMillis` accepted, before the instant
     /// of verification. Default: 5 minutes.
     pub max_age: Duration,
@@ -189,6 +193,7 @@ impl Expectations {
             required_device_labels: vec![MEETS_DEVICE_INTEGRITY.to_owned()],
             required_app_recognition: Some(PLAY_RECOGNIZED.to_owned()),
             require_licensed: false,
+            allow_testing_response: false,
             max_age: Duration::from_secs(5 * 60),
             max_future: Duration::from_secs(60),
         }
@@ -314,6 +319,10 @@ pub enum Reason {
         /// The verdict found (absent: `None`).
         found: Option<String>,
     },
+    /// The verdict is a test response configured in Play Console
+    /// (`testingDetails.isTestingResponse`).
+    #[error("the verdict is a test response configured in Play Console")]
+    TestingResponse,
     /// `timestampMillis` is older than the maximum age.
     #[error("timestampMillis is {age_ms} ms old, more than allowed")]
     Stale {
@@ -342,6 +351,7 @@ impl Reason {
             Self::AppRecognition { .. } => "app-not-recognized",
             Self::DeviceIntegrity { .. } => "device-integrity",
             Self::Licensing { .. } => "not-licensed",
+            Self::TestingResponse => "testing-response",
             Self::Stale { .. } => "stale",
             Self::FromFuture { .. } => "from-future",
         }
@@ -384,6 +394,9 @@ pub struct IntegrityPayload {
     pub play_protect_verdict: Option<String>,
     /// `environmentDetails.appAccessRiskVerdict.appsDetected`.
     pub apps_detected: Vec<String>,
+    /// `testingDetails.isTestingResponse`: a test response configured in
+    /// Play Console.
+    pub is_testing_response: bool,
 }
 
 /// The outcome of [`verify`] for an authentic token.
@@ -502,6 +515,9 @@ impl IntegrityPayload {
             reasons.push(Reason::Licensing {
                 found: self.app_licensing_verdict.clone(),
             });
+        }
+        if self.is_testing_response && !expected.allow_testing_response {
+            reasons.push(Reason::TestingResponse);
         }
         let at_ms = unix_millis(at);
         let made_ms = i128::from(self.timestamp_millis);
@@ -726,6 +742,15 @@ struct WirePayload {
     account_details: WireAccount,
     #[serde(default)]
     environment_details: WireEnvironment,
+    #[serde(default)]
+    testing_details: WireTesting,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct WireTesting {
+    #[serde(default)]
+    is_testing_response: bool,
 }
 
 #[derive(Deserialize)]
@@ -827,6 +852,7 @@ impl From<WirePayload> for IntegrityPayload {
                 .app_access_risk_verdict
                 .map(|r| r.apps_detected)
                 .unwrap_or_default(),
+            is_testing_response: w.testing_details.is_testing_response,
         }
     }
 }

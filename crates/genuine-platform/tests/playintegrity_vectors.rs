@@ -198,6 +198,11 @@ fn every_vector_gives_its_stated_outcome() {
     let index = index();
     let cases = index["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 9);
+    assert!(
+        field(&index, "verify_at").starts_with("2026-01-01T00:00:30Z"),
+        "at() is the index's verify_at"
+    );
+    assert_eq!(at(), at_ms(1_767_225_630_000));
     for case in cases {
         let id = case["id"].as_str().unwrap();
         let expected = case["expected"].as_str().unwrap();
@@ -847,6 +852,7 @@ fn policy_defaults_and_adjustments() {
     assert_eq!(e.certificate_sha256, None);
     assert!(!e.require_licensed);
     assert_eq!(e.max_age, Duration::from_secs(300));
+    assert!(!e.allow_testing_response);
 
     // Stronger device labels.
     let valid = token("standard_valid");
@@ -892,6 +898,25 @@ fn policy_defaults_and_adjustments() {
         }]
     );
     assert_eq!(reasons(&valid, &classic()), [Reason::Nonce { found: None }]);
+}
+
+#[test]
+fn test_responses_are_refused_unless_allowed() {
+    let t = make(&standard_payload_with(|j| {
+        j["testingDetails"] = serde_json::json!({"isTestingResponse": true});
+    }));
+    let mut e = standard();
+    let v = check(&t, &e).unwrap();
+    assert!(v.payload.is_testing_response);
+    assert_eq!(v.reasons, [Reason::TestingResponse]);
+    assert_eq!(v.reasons[0].code(), "testing-response");
+    e.allow_testing_response = true;
+    assert!(check(&t, &e).unwrap().is_valid());
+    assert!(
+        !decrypt_and_verify(&token("standard_valid"), &keys())
+            .unwrap()
+            .is_testing_response
+    );
 }
 
 #[test]
