@@ -771,3 +771,23 @@ mod tests {
         assert!(Any.allows(Development) && Any.allows(Production));
     }
 }
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        let p = AttestationParams::new("T.b", &[], 0);
+        let huge = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xf0];
+        for head in [0x9bu8, 0xbb, 0x5b, 0x7b] {
+            let mut obj = vec![head];
+            obj.extend_from_slice(&huge);
+            let e = verify_attestation(&obj, &p).unwrap_err();
+            assert_eq!(e.reasons, vec![AppAttestError::Cbor]);
+        }
+        // Deep nesting.
+        let deep = vec![0x81u8; 100_000];
+        assert!(verify_attestation(&deep, &p).is_err());
+    }
+}

@@ -118,6 +118,15 @@ pub struct ChainOptions {
     /// Accept explicit NULL parameters in ECDSA signature algorithm
     /// identifiers (RFC 5758 says absent).
     pub allow_ecdsa_null_parameters: bool,
+    /// Do not check the leaf's validity period (Google's Key Attestation
+    /// verifier skips it: the device sets it, so it may be skewed).
+    pub skip_leaf_validity: bool,
+    /// Accept critical extensions this module does not process (Google's
+    /// Key Attestation verifier does not check them).
+    pub allow_unknown_critical_extensions: bool,
+    /// Accept RSA issuer keys of 1024 to 2047 bits (AOSP software
+    /// attestation chains; legacy only).
+    pub allow_legacy_rsa_1024: bool,
 }
 
 impl ChainOptions {
@@ -138,6 +147,27 @@ impl ChainOptions {
     #[must_use]
     pub fn allow_ca_without_basic_constraints(mut self, yes: bool) -> Self {
         self.allow_ca_without_basic_constraints = yes;
+        self
+    }
+
+    /// Sets [`Self::skip_leaf_validity`].
+    #[must_use]
+    pub fn skip_leaf_validity(mut self, yes: bool) -> Self {
+        self.skip_leaf_validity = yes;
+        self
+    }
+
+    /// Sets [`Self::allow_unknown_critical_extensions`].
+    #[must_use]
+    pub fn allow_unknown_critical_extensions(mut self, yes: bool) -> Self {
+        self.allow_unknown_critical_extensions = yes;
+        self
+    }
+
+    /// Sets [`Self::allow_legacy_rsa_1024`].
+    #[must_use]
+    pub fn allow_legacy_rsa_1024(mut self, yes: bool) -> Self {
+        self.allow_legacy_rsa_1024 = yes;
         self
     }
 
@@ -195,6 +225,14 @@ pub enum ChainError {
     AlgorithmMismatch {
         /// Position in the chain.
         index: usize,
+    },
+    /// An RSA issuer key below 2048 bits.
+    #[error("certificate {index}: RSA key of {bits} bits (at least 2048)")]
+    KeyTooSmall {
+        /// Position in the chain of the certificate holding the key.
+        index: usize,
+        /// The modulus size.
+        bits: usize,
     },
     /// The signature does not verify with the issuer's key.
     #[error("certificate {index}: signature does not verify with the issuer's key")]
@@ -382,8 +420,12 @@ pub fn verify_chain<C: AsRef<[u8]>>(
     let checked = anchor_at.unwrap_or(certs.len());
 
     for (i, cert) in certs.iter().enumerate().take(checked) {
-        check_validity(cert, i, now)?;
-        check_critical(cert, i)?;
+        if i > 0 || !options.skip_leaf_validity {
+            check_validity(cert, i, now)?;
+        }
+        if !options.allow_unknown_critical_extensions {
+            check_critical(cert, i)?;
+        }
         if i > 0 {
             check_ca(cert, i, options)?;
         }
@@ -678,7 +720,29 @@ fn check_signature(
         index: issuer_index,
         oid,
     })?;
+    let mut legacy = false;
+    if matches!(kind, KeyKind::Rsa)
+        && let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed()
+        && rsa.key_size() < 2048
+    {
+        if !options.allow_legacy_rsa_1024 || rsa.key_size() < 1024 {
+            return Err(ChainError::KeyTooSmall {
+                index: issuer_index,
+                bits: rsa.key_size(),
+            });
+        }
+        legacy = true;
+    }
     let alg: &dyn signature::VerificationAlgorithm = match (kind, ecdsa, hash) {
+        (KeyKind::Rsa, false, Hash::Sha256) if legacy => {
+            &signature::RSA_PKCS1_1024_8192_SHA256_FOR_LEGACY_USE_ONLY
+        }
+        (KeyKind::Rsa, false, Hash::Sha512) if legacy => {
+            &signature::RSA_PKCS1_1024_8192_SHA512_FOR_LEGACY_USE_ONLY
+        }
+        (KeyKind::Rsa, false, Hash::Sha384) if legacy => {
+            return Err(ChainError::UnsupportedSignatureAlgorithm { index, oid });
+        }
         (KeyKind::P256, true, Hash::Sha256) => &signature::ECDSA_P256_SHA256_ASN1,
         (KeyKind::P256, true, Hash::Sha384) => &signature::ECDSA_P256_SHA384_ASN1,
         (KeyKind::P384, true, Hash::Sha256) => &signature::ECDSA_P384_SHA256_ASN1,
@@ -817,5 +881,158 @@ mod tests {
             TrustAnchor::from_spki_der(&[1, 2, 3], "x"),
             Err(ChainError::AnchorInvalid)
         );
+    }
+}
+
+#[cfg(test)]
+mod android_chains {
+    use super::*;
+
+    fn dir() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    }
+
+    fn unix(s: &str) -> i64 {
+        let s = s.trim_end_matches('Z');
+        let (date, time) = s.split_once('T').unwrap();
+        let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+        let t: Vec<i64> = time.split(':').map(|p| p.parse().unwrap()).collect();
+        let (y, m, day) = (d[0] - i64::from(d[1] <= 2), d[1], d[2]);
+        let era = y.div_euclid(400);
+        let yoe = y - era * 400;
+        let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        (era * 146_097 + doe - 719_468) * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+    }
+
+    fn anchors(names: &[&str]) -> Vec<TrustAnchor> {
+        names
+            .iter()
+            .flat_map(|n| {
+                let pem = std::fs::read_to_string(dir().join("roots").join(n)).unwrap();
+                TrustAnchor::from_pem(&pem).unwrap()
+            })
+            .collect()
+    }
+
+    /// Google's roots (the RSA key in four issues, Key Attestation CA1) and,
+    /// for recognising software chains only, the AOSP software roots.
+    fn all_roots() -> Vec<TrustAnchor> {
+        anchors(&[
+            "google_hw_attestation_root_rsa_2016_e8fa196314d2fa18.pem",
+            "google_hw_attestation_root_rsa_2019_d50ff25ba3f2d6b3.pem",
+            "google_hw_attestation_root_rsa_2021_c36b7c44b9ae1831.pem",
+            "google_hw_attestation_root_rsa_2022_f1c172a699eaf51d.pem",
+            "google_key_attestation_ca1_ec_p384_2025.pem",
+            "aosp_software_attestation_root_ec_NOT_TRUSTED.pem",
+            "aosp_software_attestation_root_rsa_NOT_TRUSTED.pem",
+        ])
+    }
+
+    /// Every Android chain gives the chain outcome `vectors.json` states
+    /// (against its own root), with the leniency Google's verifier has.
+    #[test]
+    fn android_chains_give_their_stated_outcome() {
+        let roots = all_roots();
+        let google_only = &roots[..5];
+        let lenient = ChainOptions::strict()
+            .allow_ca_without_key_cert_sign(true)
+            .allow_ca_without_basic_constraints(true)
+            .allow_legacy_rsa_1024(true);
+        let text = std::fs::read_to_string(dir().join("android/vectors.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let (mut valid, mut reject) = (0, 0);
+        for c in v["vectors"].as_array().unwrap() {
+            let id = c["id"].as_str().unwrap();
+            let file = dir().join("android").join(c["file"].as_str().unwrap());
+            let chain = pem_certificates(&std::fs::read_to_string(file).unwrap()).unwrap();
+            let at = c["verify_at"].as_str().map_or(0, unix);
+            let expected = c["expected_chain_result"].as_str().unwrap();
+            let got = verify_chain(&chain, &roots, at, &lenient);
+            if expected.starts_with("VALID") {
+                let ok = got.unwrap_or_else(|e| panic!("{id}: {e:?}"));
+                assert_eq!(ok.path_len, chain.len(), "{id}");
+                assert_eq!(ok.leaf_der, chain[0], "{id}");
+                assert!(ok.extension("1.3.6.1.4.1.11129.2.1.17").is_some(), "{id}");
+                let software = c["root"].as_str().unwrap().starts_with("aosp");
+                assert_eq!(
+                    verify_chain(&chain, google_only, at, &lenient).is_ok(),
+                    !software,
+                    "{id}"
+                );
+                valid += 1;
+            } else {
+                assert!(expected.starts_with("REJECT"), "{id}");
+                assert!(got.is_err(), "{id}");
+                reject += 1;
+            }
+        }
+        assert_eq!((valid, reject), (26, 5));
+    }
+
+    /// The leniency is needed, and it is opt-in.
+    #[test]
+    fn quirks_need_their_options() {
+        let roots = all_roots();
+        let read = |name: &str| {
+            let p = dir().join("android/chains").join(name);
+            pem_certificates(&std::fs::read_to_string(p).unwrap()).unwrap()
+        };
+        // Sony: the attestation intermediate is CA:FALSE without keyCertSign.
+        let sony = read("ka_sony-xperia10-iii_sdk33_TEE_EC.pem");
+        let at = unix("2021-05-25T17:10:25Z");
+        let strict = ChainOptions::strict();
+        assert_eq!(
+            verify_chain(&sony, &roots, at, &strict),
+            Err(ChainError::NotCa { index: 1 })
+        );
+        assert_eq!(
+            verify_chain(
+                &sony,
+                &roots,
+                at,
+                &strict.allow_ca_without_basic_constraints(true)
+            ),
+            Err(ChainError::NoKeyCertSign { index: 1 })
+        );
+        // The anchor (the 2016 root) expired in 2026: its validity is not checked.
+        assert!(
+            verify_chain(
+                &sony,
+                &roots,
+                at,
+                &strict
+                    .allow_ca_without_basic_constraints(true)
+                    .allow_ca_without_key_cert_sign(true)
+            )
+            .is_ok()
+        );
+        // Marlin RSA: AOSP software chain with a 1024-bit RSA intermediate.
+        let marlin = read("ka_marlin_sdk29_TEE_RSA_NONE.pem");
+        let at = unix("2019-10-29T00:22:50Z");
+        assert_eq!(
+            verify_chain(&marlin, &roots, at, &strict),
+            Err(ChainError::KeyTooSmall {
+                index: 1,
+                bits: 1024
+            })
+        );
+        assert!(verify_chain(&marlin, &roots, at, &strict.allow_legacy_rsa_1024(true)).is_ok());
+        // A hardware chain: the leaf validity may be skipped, nothing else.
+        let akita = read("ka_akita_sdk34_TEE_EC_NONE.pem");
+        let later = unix("2040-01-01T00:00:00Z");
+        assert!(matches!(
+            verify_chain(&akita, &roots, later, &strict),
+            Err(ChainError::Expired { .. })
+        ));
+        let skip = strict.skip_leaf_validity(true);
+        assert!(matches!(
+            verify_chain(&akita, &roots, later, &skip),
+            Err(ChainError::Expired { index, .. }) if index > 0
+        ));
+        // Reordered: the intermediate's issuer is not the next subject.
+        let mut swapped = akita.clone();
+        swapped.swap(1, 2);
+        assert!(verify_chain(&swapped, &roots, unix("2024-09-26T22:32:25Z"), &strict).is_err());
     }
 }
