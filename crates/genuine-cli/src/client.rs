@@ -13,6 +13,9 @@ pub(crate) enum CliError {
     /// The service refused or the operation failed: exit 1.
     #[error("{0}")]
     Refused(String),
+    /// An offline check failed (its report is printed): exit 1.
+    #[error("verification failed")]
+    Failed,
 }
 
 pub(crate) struct AdminClient {

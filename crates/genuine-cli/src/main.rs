@@ -4,6 +4,7 @@
 
 mod client;
 mod output;
+mod platform;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,7 +29,8 @@ struct Cli {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
-    /// Admin token (default: GENUINE_ADMIN_TOKEN, then the admin.token file of the local data dir).
+    /// Admin token (default: GENUINE_ADMIN_TOKEN, then the admin.token file of the local data dir);
+    /// for `platform verify play-integrity`, the token file.
     #[arg(
         long,
         global = true,
@@ -42,6 +44,9 @@ struct Cli {
     /// Print exactly one JSON document.
     #[arg(long, global = true)]
     json: bool,
+    /// Whether `--token` came from the command line (set after parsing).
+    #[arg(skip)]
+    token_on_command_line: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -79,6 +84,9 @@ enum Command {
         #[arg(long, default_value = "reason", value_parser = ["reason"])]
         by: String,
     },
+    /// Offline checks of platform attestations (App Attest, Play Integrity).
+    #[command(subcommand)]
+    Platform(platform::PlatformCmd),
     /// Accounts (operator: the admin of the default account).
     #[command(subcommand)]
     Account(AccountCmd),
@@ -244,8 +252,18 @@ enum AdminTokenCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    use clap::{CommandFactory, FromArgMatches};
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let cli = match parsed {
+        Ok((mut cli, matches)) => {
+            // `--token` given on the command line, not taken from the
+            // environment: `platform verify play-integrity` reads it as a file.
+            cli.token_on_command_line =
+                matches.value_source("token") == Some(clap::parser::ValueSource::CommandLine);
+            cli
+        }
         Err(e) if !e.use_stderr() => {
             // --help and --version.
             let _ = e.print();
@@ -299,6 +317,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json_out = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Platform(cmd) => {
+            let token_file = cli
+                .token
+                .filter(|_| cli.token_on_command_line)
+                .map(std::path::PathBuf::from);
+            if platform::run(cmd, json_out, token_file)? {
+                Ok(())
+            } else {
+                Err(CliError::Failed.into())
+            }
+        }
         Command::Measure { file } => {
             let (alg, hex) = measure(&file)?;
             if json_out {
@@ -716,7 +745,7 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
                 )
             });
         }
-        Command::Serve(_) | Command::Measure { .. } => {
+        Command::Serve(_) | Command::Measure { .. } | Command::Platform(_) => {
             return Err(CliError::Usage("this command does not use the admin API".into()).into());
         }
     }
