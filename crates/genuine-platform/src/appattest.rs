@@ -302,7 +302,7 @@ pub struct DecodedAttestation {
     pub environment: Option<Environment>,
     /// The credential id in authData.
     pub credential_id: Vec<u8>,
-    /// The fraud-metric receipt (opaque PKCS#7 bytes; empty if absent).
+    /// The fraud-metric receipt (opaque PKCS#7 bytes).
     pub receipt: Vec<u8>,
 }
 
@@ -353,13 +353,7 @@ pub fn verify_attestation(
         .map(|c| c.as_bytes().map(Vec::as_slice))
         .collect::<Option<Vec<&[u8]>>>()
         .ok_or(Rejected::one(AppAttestError::FieldType("x5c")))?;
-    let receipt = match optional(att_stmt, "receipt")? {
-        Some(r) => r
-            .as_bytes()
-            .ok_or(Rejected::one(AppAttestError::FieldType("receipt")))?
-            .clone(),
-        None => Vec::new(),
-    };
+    let receipt = bytes_field(att_stmt, "receipt")?.to_vec();
 
     let ad = parse_auth_data(auth_data).map_err(Rejected::one)?;
     let Some((aaguid, credential_id)) = ad.attested else {

@@ -291,6 +291,10 @@ pub enum ChainError {
     /// Neither a certificate's key nor its issuer's key is a trust anchor.
     #[error("the chain does not end in a trusted root")]
     Untrusted,
+    /// The leaf's own key is a trust anchor (a chain needs a certificate
+    /// below the anchor).
+    #[error("the leaf certificate is a trust anchor")]
+    LeafIsAnchor,
     /// Certificates follow the one that is a trust anchor.
     #[error("certificates follow the trust anchor at {index}")]
     BeyondAnchor {
@@ -415,6 +419,9 @@ pub fn verify_chain<C: AsRef<[u8]>>(
         && k + 1 < certs.len()
     {
         return Err(ChainError::BeyondAnchor { index: k });
+    }
+    if anchor_at == Some(0) {
+        return Err(ChainError::LeafIsAnchor);
     }
     // Certificates checked for validity, extensions, signatures.
     let checked = anchor_at.unwrap_or(certs.len());
@@ -683,12 +690,11 @@ fn check_signature(
     options: &ChainOptions,
 ) -> Result<(), ChainError> {
     let outer = &cert.signature_algorithm;
-    let inner = &cert.tbs_certificate.signature;
-    if outer.algorithm != inner.algorithm
-        || outer.parameters.as_ref().map(|p| (p.header.tag(), p.data))
-            != inner.parameters.as_ref().map(|p| (p.header.tag(), p.data))
-    {
-        return Err(ChainError::AlgorithmMismatch { index });
+    // The unsigned outer AlgorithmIdentifier must be byte-equal to the
+    // signed one (the parser alone tolerates some mis-encodings there).
+    match raw_signature_algorithms(cert.as_raw()) {
+        Some((signed, unsigned)) if signed == unsigned => {}
+        _ => return Err(ChainError::AlgorithmMismatch { index }),
     }
     let oid = outer.algorithm.to_id_string();
     let (ecdsa, hash) = match oid.as_str() {
@@ -756,6 +762,53 @@ fn check_signature(
     let key = signature::UnparsedPublicKey::new(alg, &spki.subject_public_key.data);
     key.verify(cert.tbs_certificate.as_ref(), &cert.signature_value.data)
         .map_err(|_| ChainError::BadSignature { index })
+}
+
+/// One DER TLV: (tag, the whole TLV, its contents, what follows).
+type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let n = usize::from(first & 0x7f);
+            let (bytes, rest) = (rest.get(..n)?, rest.get(n..)?);
+            let len = bytes
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            (len, rest)
+        }
+        _ => return None,
+    };
+    let header = input.len() - rest.len();
+    let contents = rest.get(..len)?;
+    let whole = input.get(..header + len)?;
+    Some((tag, whole, contents, rest.get(len..)?))
+}
+
+/// The raw signed (inside tbsCertificate) and unsigned (outer)
+/// AlgorithmIdentifiers of a DER certificate.
+fn raw_signature_algorithms(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (0x30, _, body, _) = tlv(cert)? else {
+        return None;
+    };
+    let (0x30, _, tbs, rest) = tlv(body)? else {
+        return None;
+    };
+    let (0x30, outer, _, _) = tlv(rest)? else {
+        return None;
+    };
+    // tbsCertificate: [0] version (optional), serialNumber, signature.
+    let (tag, _, _, mut after) = tlv(tbs)?;
+    if tag == 0xa0 {
+        after = tlv(after)?.3;
+    }
+    let (0x30, inner, _, _) = tlv(after)? else {
+        return None;
+    };
+    Some((inner, outer))
 }
 
 /// Names match when their DER is equal, or when they hold the same

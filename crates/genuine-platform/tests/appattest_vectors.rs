@@ -353,6 +353,16 @@ fn more_attestation_negatives() {
             a.reasons(&obj, &a.params()),
             vec![AppAttestError::Certificate(ChainError::Untrusted)]
         );
+        // The root alone, or as the leaf.
+        let root = pem_file("roots/apple_app_attestation_root_ca.pem");
+        assert!(
+            x509::verify_chain(
+                &[&root],
+                roots::apple_app_attestation(),
+                a.at,
+                &ChainOptions::strict()
+            ) == Err(ChainError::LeafIsAnchor)
+        );
         // The root appended: still valid (the anchor is in the chain).
         let root = pem_file("roots/apple_app_attestation_root_ca.pem");
         let obj = with_x5c(
@@ -605,4 +615,30 @@ fn derived_assertion_negatives() {
         );
     }
     assert_eq!(count, 36);
+}
+
+#[test]
+fn flipped_bytes_never_panic_nor_pass() {
+    let atts = attestations();
+    let a = &atts[0];
+    let receipt = verify_attestation(&a.object, &a.params()).unwrap().receipt;
+    let start = a
+        .object
+        .windows(receipt.len())
+        .position(|w| w == receipt)
+        .unwrap();
+    let opaque = start..start + receipt.len();
+    for i in (0..a.object.len()).step_by(3) {
+        let mut obj = a.object.clone();
+        obj[i] ^= 0x5a;
+        let r = verify_attestation(&obj, &a.params());
+        // Only bytes of the opaque receipt (not verified here) may change.
+        assert!(r.is_err() || opaque.contains(&i), "byte {i}");
+    }
+    let s = &assertions()[0];
+    for i in 0..s.object.len() {
+        let mut obj = s.object.clone();
+        obj[i] ^= 0x5a;
+        assert!(verify_assertion(&obj, &s.params()).is_err(), "byte {i}");
+    }
 }
