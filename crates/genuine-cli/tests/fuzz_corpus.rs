@@ -10,6 +10,9 @@
 #[path = "../../../fuzz/targets.rs"]
 mod targets;
 
+#[path = "../../../fuzz/platform_targets.rs"]
+mod platform_targets;
+
 use std::path::PathBuf;
 
 /// Runs `target` over every file of `fuzz/corpus/<name>/` and returns how many
@@ -76,4 +79,105 @@ fn arc() {
 #[test]
 fn jwks() {
     assert!(replay("jwks", targets::jwks) > 0, "no usable JWKS");
+}
+
+/// Runs `target` over shared vector files (read in place, never copied into
+/// the corpus), decoded by `decode`; returns how many decoded structurally.
+fn replay_vectors(
+    dir: &str,
+    suffix: &str,
+    decode: fn(&[u8]) -> Vec<u8>,
+    target: fn(&[u8]) -> bool,
+) -> usize {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/vectors")
+        .join(dir);
+    let mut decoded = 0;
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.to_string_lossy().ends_with(suffix) {
+            continue;
+        }
+        seen += 1;
+        let data = decode(&std::fs::read(&path).unwrap());
+        match std::panic::catch_unwind(|| target(&data)) {
+            Ok(true) => decoded += 1,
+            Ok(false) => {}
+            Err(_) => panic!("fuzz target panicked on {}", path.display()),
+        }
+    }
+    assert!(
+        seen > 0,
+        "no vector ending in {suffix} in {}",
+        dir.display()
+    );
+    decoded
+}
+
+fn base64_text(raw: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(raw).unwrap().trim();
+    data_encoding::BASE64.decode(text.as_bytes()).unwrap()
+}
+
+/// The certificates of a PEM chain, each with the target's 2-byte length prefix.
+fn pem_chain(raw: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(raw).unwrap();
+    let mut out = Vec::new();
+    for der in genuine_platform::x509::pem_certificates(text).unwrap() {
+        out.extend_from_slice(&u16::try_from(der.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&der);
+    }
+    out
+}
+
+#[test]
+fn appattest_attestation() {
+    replay(
+        "appattest_attestation",
+        platform_targets::appattest_attestation,
+    );
+    let real = replay_vectors(
+        "appattest/objects",
+        ".attestation.b64",
+        base64_text,
+        platform_targets::appattest_attestation,
+    );
+    assert!(real >= 10, "real attestations decoded: {real}");
+}
+
+#[test]
+fn appattest_assertion() {
+    replay("appattest_assertion", platform_targets::appattest_assertion);
+    let real = replay_vectors(
+        "appattest/objects",
+        ".assertion.b64",
+        base64_text,
+        platform_targets::appattest_assertion,
+    );
+    assert!(real >= 9, "real assertions decoded: {real}");
+}
+
+#[test]
+fn x509_chain() {
+    replay("x509_chain", platform_targets::x509_chain);
+    let real = replay_vectors(
+        "android/chains",
+        ".pem",
+        pem_chain,
+        platform_targets::x509_chain,
+    );
+    assert!(real >= 25, "real leaf certificates parsed: {real}");
+}
+
+#[test]
+fn play_integrity() {
+    replay("play_integrity", platform_targets::play_integrity);
+    let real = replay_vectors(
+        "playintegrity",
+        ".token.txt",
+        <[u8]>::to_vec,
+        platform_targets::play_integrity,
+    );
+    assert!(real >= 9, "real tokens parsed up to the key: {real}");
 }

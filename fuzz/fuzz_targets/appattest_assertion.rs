@@ -1,0 +1,13 @@
+//! Fuzz target `appattest_assertion`: the body is `platform_targets::appattest_assertion` in
+//! `fuzz/platform_targets.rs`, which the stable replay test runs over
+//! `fuzz/corpus/appattest_assertion/` too.
+
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../platform_targets.rs"]
+mod platform_targets;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _decoded = platform_targets::appattest_assertion(data);
+});
