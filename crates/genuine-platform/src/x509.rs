@@ -692,7 +692,7 @@ fn check_signature(
     let outer = &cert.signature_algorithm;
     // The unsigned outer AlgorithmIdentifier must be byte-equal to the
     // signed one (the parser alone tolerates some mis-encodings there).
-    match raw_signature_algorithms(cert.as_raw()) {
+    match raw_signature_algorithms(cert.as_raw(), &cert.signature_value.data) {
         Some((signed, unsigned)) if signed == unsigned => {}
         _ => return Err(ChainError::AlgorithmMismatch { index }),
     }
@@ -778,6 +778,10 @@ fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
             let len = bytes
                 .iter()
                 .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            // DER: the shortest length form.
+            if len < 0x80 || bytes.first() == Some(&0) {
+                return None;
+            }
             (len, rest)
         }
         _ => return None,
@@ -789,17 +793,25 @@ fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
 }
 
 /// The raw signed (inside tbsCertificate) and unsigned (outer)
-/// AlgorithmIdentifiers of a DER certificate.
-fn raw_signature_algorithms(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (0x30, _, body, _) = tlv(cert)? else {
+/// AlgorithmIdentifiers of a DER certificate, after checking the unsigned
+/// outer structure is DER: `SEQUENCE { SEQUENCE tbs, SEQUENCE alg,
+/// BIT STRING (0 unused bits) signature }` and nothing else.
+fn raw_signature_algorithms<'a>(cert: &'a [u8], signature: &[u8]) -> Option<(&'a [u8], &'a [u8])> {
+    let (0x30, _, body, []) = tlv(cert)? else {
         return None;
     };
     let (0x30, _, tbs, rest) = tlv(body)? else {
         return None;
     };
-    let (0x30, outer, _, _) = tlv(rest)? else {
+    let (0x30, outer, _, rest) = tlv(rest)? else {
         return None;
     };
+    let (0x03, _, bits, []) = tlv(rest)? else {
+        return None;
+    };
+    if bits.split_first() != Some((&0, signature)) {
+        return None;
+    }
     // tbsCertificate: [0] version (optional), serialNumber, signature.
     let (tag, _, _, mut after) = tlv(tbs)?;
     if tag == 0xa0 {
