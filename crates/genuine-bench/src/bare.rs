@@ -34,7 +34,9 @@ use tokio::task::JoinHandle;
 const NONCE_TTL: u64 = 60;
 /// Token lifetime, seconds.
 const TOKEN_TTL: i64 = 300;
-/// Hard limit of the replay set (the service's default).
+/// Hard limit of the replay set (the service's default when this was
+/// written; the service now keeps up to 2,000,000 ids in two generations).
+/// When full, expired ids are purged under the lock.
 const REPLAY_CAPACITY: usize = 1_000_000;
 
 /// What the bare handler knows: one account, one app, one API, one digest.

@@ -1,8 +1,10 @@
 //! CPU time of this process's threads, grouped by who they work for, read from
-//! `/proc/self/task/*/schedstat` (nanoseconds on a CPU), and of the whole
-//! machine from `/proc/stat`, so that the report shows how much CPU other
-//! processes took during a measurement. Linux only; elsewhere every reading
-//! is `None` and the report says so.
+//! `/proc/self/task/*/schedstat` (nanoseconds on a CPU); of the PostgreSQL and
+//! Redis processes of this machine (`/proc/*/stat` of every process named
+//! `postgres` or `redis-server`: the cluster's shared engines); and of the
+//! whole machine from `/proc/stat`, so that the report shows how much CPU
+//! other processes took during a measurement. Linux only; elsewhere every
+//! reading is `None` and the report says so.
 
 use std::time::Duration;
 
@@ -21,8 +23,10 @@ pub(crate) struct CpuTimes {
     pub(crate) server: Duration,
     /// Load generator threads.
     pub(crate) client: Duration,
-    /// Everything else (the main thread).
+    /// Everything else (the main thread, the memory sampler).
     pub(crate) other: Duration,
+    /// PostgreSQL and Redis processes (any, not only the cluster's).
+    pub(crate) engines: Duration,
     /// Busy time of all CPUs of the machine, every process included.
     pub(crate) machine_busy: Duration,
     /// Time the hypervisor ran something else on our virtual CPUs.
@@ -36,6 +40,7 @@ impl CpuTimes {
             server: self.server.saturating_sub(earlier.server),
             client: self.client.saturating_sub(earlier.client),
             other: self.other.saturating_sub(earlier.other),
+            engines: self.engines.saturating_sub(earlier.engines),
             machine_busy: self.machine_busy.saturating_sub(earlier.machine_busy),
             machine_steal: self.machine_steal.saturating_sub(earlier.machine_steal),
         }
@@ -46,9 +51,12 @@ impl CpuTimes {
         self.server + self.client + self.other
     }
 
-    /// CPU time of other processes (the machine's busy time minus ours).
+    /// CPU time of other processes (the machine's busy time minus ours and
+    /// the engines').
     pub(crate) fn foreign(&self) -> Duration {
-        self.machine_busy.saturating_sub(self.process())
+        self.machine_busy
+            .saturating_sub(self.process())
+            .saturating_sub(self.engines)
     }
 }
 
@@ -64,8 +72,46 @@ fn machine() -> Option<(Duration, Duration)> {
     // user nice system idle iowait irq softirq steal [guest guest_nice: already in user]
     let get = |i: usize| f.get(i).copied().unwrap_or(0);
     let busy = get(0) + get(1) + get(2) + get(5) + get(6);
-    let ticks = |n: u64| TICK * u32::try_from(n).unwrap_or(u32::MAX);
     Some((ticks(busy), ticks(get(7))))
+}
+
+fn ticks(n: u64) -> Duration {
+    TICK * u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// User + system time of every process named `postgres` or `redis-server`
+/// (from `/proc/<pid>/stat`, in ticks). A process that ended between two
+/// readings drops out; the cluster's connections live through a window.
+fn engines() -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    let mut total = 0u64;
+    for entry in dir.flatten() {
+        if !entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split at the last ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let comm = head.split_once('(').map_or("", |(_, c)| c);
+        if comm != "postgres" && comm != "redis-server" {
+            continue;
+        }
+        // After ')': state(3) ppid(4) ... utime(14) stime(15).
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        total += get(11) + get(12);
+    }
+    ticks(total)
 }
 
 /// Reads the CPU time of every live thread of this process.
@@ -74,6 +120,7 @@ pub(crate) fn read() -> Option<CpuTimes> {
     let mut t = CpuTimes {
         machine_busy,
         machine_steal,
+        engines: engines(),
         ..CpuTimes::default()
     };
     for entry in std::fs::read_dir("/proc/self/task").ok()? {
