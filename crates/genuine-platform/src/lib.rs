@@ -3,9 +3,14 @@
 //! check out. No network, no clock, no file access.
 //!
 //! - [`appattest`]: Apple App Attest attestation objects and assertions.
+//! - [`android`]: Android Key Attestation certificate chains (the
+//!   KeyDescription extension, Google's roots, the status list).
 //! - [`playintegrity`]: Play Integrity tokens verified locally (JWE
 //!   A256KW + A256GCM around a JWS ES256).
-//! - Android Key Attestation follows (its issue).
+//!
+//! Revocation lists, roots and keys are parameters: callers fetch and cache
+//! them (for Android, Google's status list as a parsed
+//! [`android::RevocationList`]).
 //!
 //! # Example
 //!
@@ -19,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod android;
 pub mod appattest;
 pub mod playintegrity;
 pub mod roots;
