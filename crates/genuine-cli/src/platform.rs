@@ -7,12 +7,13 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use clap::Subcommand;
+use genuine_platform::android::{self, KeyAttestationParams, KeyDescription, RevocationList};
 use genuine_platform::appattest::{
     self, AssertionParams, AttestationParams, ClientData, EnvironmentPolicy,
 };
 use genuine_platform::playintegrity::{self, Expectations, Keys};
 use genuine_platform::value::{Value as Bytes, decode_base64_any};
-use genuine_platform::x509::TrustAnchor;
+use genuine_platform::x509::{self, TrustAnchor};
 use serde_json::{Value, json};
 
 use crate::client::CliError;
@@ -45,7 +46,7 @@ pub(crate) enum VerifyCmd {
         /// Accept the development environment too.
         #[arg(long)]
         allow_development: bool,
-        /// Trust the root certificates (PEM) in this directory instead of the built-in Apple root.
+        /// Trust the root certificates (PEM files *.pem, *.crt) in this directory instead of the built-in Apple root.
         #[arg(long)]
         roots: Option<PathBuf>,
     },
@@ -66,6 +67,41 @@ pub(crate) enum VerifyCmd {
         /// The counter stored with the key.
         #[arg(long)]
         previous_counter: u32,
+    },
+    /// An Android Key Attestation certificate chain (PEM, leaf first, as
+    /// KeyStore.getCertificateChain returns it).
+    AndroidKey {
+        /// The chain: PEM certificates, leaf first, root last.
+        #[arg(long)]
+        chain: PathBuf,
+        /// The attestation challenge the app passed to setAttestationChallenge (V).
+        #[arg(long)]
+        challenge: Bytes,
+        /// The app's package name (checked when given).
+        #[arg(long)]
+        package: Option<String>,
+        /// The SHA-256 of the app's signing certificate (V; checked when given).
+        #[arg(long)]
+        signing_digest: Option<Bytes>,
+        /// The instant of verification (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        at: SystemTime,
+        /// Accept an unlocked bootloader and a boot state other than verified.
+        #[arg(long)]
+        allow_unlocked: bool,
+        /// Accept software attestation (security level Software).
+        #[arg(long)]
+        allow_software: bool,
+        /// Google's certificate status list (JSON, as served at
+        /// https://android.googleapis.com/attestation/status).
+        #[arg(long)]
+        revocations: Option<PathBuf>,
+        /// The oldest acceptable OS patch level, YYYYMM or YYYY-MM.
+        #[arg(long, value_parser = parse_patch_level)]
+        min_patch_level: Option<u32>,
+        /// Trust the root certificates (PEM files *.pem, *.crt) in this directory instead of the built-in Google roots.
+        #[arg(long)]
+        roots: Option<PathBuf>,
     },
     /// A Play Integrity token, decrypted and verified locally. The token
     /// file (the JWE compact text) is given with `--token FILE`.
@@ -96,6 +132,25 @@ pub(crate) enum VerifyCmd {
 
 fn parse_time(s: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(s).map_err(|e| format!("not an RFC 3339 time: {e}"))
+}
+
+/// `YYYYMM` or `YYYY-MM` (a day, `YYYYMMDD` or `YYYY-MM-DD`, is dropped:
+/// osPatchLevel has month precision).
+fn parse_patch_level(s: &str) -> Result<u32, String> {
+    let b = s.as_bytes();
+    // ASCII only, so the byte slicing below is on character boundaries.
+    let digits: Option<String> = match b.len() {
+        _ if !s.is_ascii() => None,
+        6 | 8 => Some(s.to_owned()),
+        7 if b[4] == b'-' => Some(format!("{}{}", &s[..4], &s[5..])),
+        10 if b[4] == b'-' && b[7] == b'-' => Some(format!("{}{}{}", &s[..4], &s[5..7], &s[8..])),
+        _ => None,
+    };
+    digits
+        .filter(|d| d.bytes().all(|c| c.is_ascii_digit()))
+        .and_then(|d| d[..6].parse::<u32>().ok())
+        .filter(|v| (1..=12).contains(&(v % 100)))
+        .ok_or_else(|| format!("{s:?} is not a patch level (YYYYMM or YYYY-MM)"))
 }
 
 fn usage(msg: impl Into<String>) -> anyhow::Error {
@@ -145,7 +200,12 @@ fn roots_from(dir: &Path) -> anyhow::Result<Vec<TrustAnchor>> {
         let path = entry
             .map_err(|e| usage(format!("--roots {}: {e}", dir.display())))?
             .path();
-        if path.is_file() {
+        // Certificates only (`*.pem`, `*.crt`): a README beside them is not a root.
+        let is_cert = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("pem") || e.eq_ignore_ascii_case("crt"));
+        if path.is_file() && is_cert {
             let text = String::from_utf8(read(&path)?)
                 .map_err(|_| usage(format!("{} is not PEM text", path.display())))?;
             roots.extend(
@@ -156,11 +216,43 @@ fn roots_from(dir: &Path) -> anyhow::Result<Vec<TrustAnchor>> {
     }
     if roots.is_empty() {
         return Err(usage(format!(
-            "--roots {}: no certificate found",
+            "--roots {}: no certificate (*.pem, *.crt) found",
             dir.display()
         )));
     }
     Ok(roots)
+}
+
+/// The decoded KeyDescription fields `--json` shows.
+fn android_fields(out: &mut Value, kd: &KeyDescription) {
+    let rot = kd.root_of_trust();
+    let id = kd.attestation_application_id();
+    let patch = |p: Option<android::PatchLevel>| p.map(|p| p.raw);
+    let fields = json!({
+        "attestation_version": kd.attestation_version,
+        "attestation_security_level": kd.attestation_security_level.as_str(),
+        "keymint_version": kd.keymint_version,
+        "keymint_security_level": kd.keymint_security_level.as_str(),
+        "challenge": hex(&kd.attestation_challenge),
+        "verified_boot_state": rot.map(|r| r.verified_boot_state.as_str()),
+        "device_locked": rot.map(|r| r.device_locked),
+        "verified_boot_key": rot.map(|r| hex(&r.verified_boot_key)),
+        "packages": id.map(|id| id.packages.iter()
+            .map(|p| json!({"name": p.name, "version": p.version}))
+            .collect::<Vec<_>>()),
+        "signing_digests": id.map(|id| id.signature_digests.iter()
+            .map(|d| hex(d))
+            .collect::<Vec<_>>()),
+        "os_version": kd.os_version(),
+        "os_patch_level": patch(kd.os_patch_level()),
+        "vendor_patch_level": patch(kd.vendor_patch_level()),
+        "boot_patch_level": patch(kd.boot_patch_level()),
+        "origin": kd.origin().map(|o| o.as_str()),
+        "quirks": kd.quirks.iter().map(|q| q.code()).collect::<Vec<_>>(),
+    });
+    if let (Value::Object(out), Value::Object(fields)) = (out, fields) {
+        out.extend(fields);
+    }
 }
 
 /// Runs a `platform` command; `Ok(true)` on pass. `token_file` is the
@@ -250,6 +342,81 @@ pub(crate) fn run(
                     if let Some(d) = r.decoded {
                         v["key_id"] = json!(hex(&d.key_id));
                         v["counter"] = json!(d.counter);
+                    }
+                    (false, v)
+                }
+            }
+        }
+        VerifyCmd::AndroidKey {
+            chain,
+            challenge,
+            package,
+            signing_digest,
+            at,
+            allow_unlocked,
+            allow_software,
+            revocations,
+            min_patch_level,
+            roots,
+        } => {
+            let text = String::from_utf8(read(&chain)?)
+                .map_err(|_| usage(format!("{} is not PEM text", chain.display())))?;
+            let certs = x509::pem_certificates(&text)
+                .map_err(|e| usage(format!("{}: {e}", chain.display())))?;
+            if certs.is_empty() {
+                return Err(usage(format!(
+                    "{}: no CERTIFICATE block (give the chain as PEM, leaf first)",
+                    chain.display()
+                )));
+            }
+            let custom = roots.as_deref().map(roots_from).transpose()?;
+            let list = revocations
+                .as_deref()
+                .map(|path| {
+                    RevocationList::from_json(&read(path)?)
+                        .map_err(|e| usage(format!("--revocations {}: {e}", path.display())))
+                })
+                .transpose()?;
+            let mut params = KeyAttestationParams::new(challenge.bytes(), unix(at)?)
+                .allow_unlocked(allow_unlocked)
+                .allow_software(allow_software);
+            if let Some(p) = &package {
+                params = params.package(p);
+            }
+            if let Some(d) = &signing_digest {
+                params = params.signing_digest(d.bytes());
+            }
+            if let Some(m) = min_patch_level {
+                params = params.min_os_patch_level(m);
+            }
+            if let Some(r) = &custom {
+                params = params.roots(r);
+            }
+            if let Some(l) = &list {
+                params = params.revocations(l);
+            }
+            match android::verify(&certs, &params) {
+                Ok(a) => {
+                    let mut v = json!({
+                        "verdict": "pass", "reasons": [],
+                        "security_level": a.security_level.as_str(),
+                        "hardware_backed": a.hardware_backed,
+                        "anchor": a.anchor,
+                        "public_key_spki": hex(&a.public_key_spki),
+                        "serials": a.serials,
+                    });
+                    android_fields(&mut v, &a.key_description);
+                    (true, v)
+                }
+                Err(r) => {
+                    let mut v = json!({
+                        "verdict": "fail",
+                        "reasons": r.reasons.iter().map(|e| e.code()).collect::<Vec<_>>(),
+                        "messages": r.reasons.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "serials": r.serials,
+                    });
+                    if let Some(kd) = &r.key_description {
+                        android_fields(&mut v, kd);
                     }
                     (false, v)
                 }

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn vectors(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -253,4 +253,201 @@ fn play_integrity() {
         err.contains("--token FILE") && !err.contains("gat_secret"),
         "{err}"
     );
+}
+
+#[test]
+fn android_key() {
+    let chain = |id: &str| vectors(&format!("android/chains/{id}.pem"));
+    let nokia = chain("warden_Nokia_X10");
+    let run = |chain: &PathBuf, challenge: &str, at: &str, extra: &[&str]| {
+        let mut args = vec![
+            "platform".to_owned(),
+            "verify".into(),
+            "android-key".into(),
+            "--chain".into(),
+            chain.display().to_string(),
+            "--challenge".into(),
+            challenge.into(),
+            "--at".into(),
+            at.into(),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        genuine(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let challenge = "b64:HcAotmy6ZBX8cnh5mvMc2w==";
+    let at = "2023-04-14T13:12:42Z";
+    let digest = "hex:34b9762c4d6c90d48431940c57bde7314258b26420efe16ac7f7274f0d330ad5";
+    let app = [
+        "--package",
+        "at.asitplus.attestation_client",
+        "--signing-digest",
+        digest,
+    ];
+
+    // A locked Nokia X10: pass, with the decoded fields.
+    let (code, v, err) = run(&nokia, challenge, at, &app);
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["verdict"], "pass");
+    assert_eq!(v["reasons"], json!([]));
+    assert_eq!(v["security_level"], "tee");
+    assert_eq!(v["attestation_security_level"], "tee");
+    assert_eq!(v["hardware_backed"], true);
+    assert_eq!(v["verified_boot_state"], "verified");
+    assert_eq!(v["device_locked"], true);
+    assert_eq!(
+        v["packages"],
+        json!([{"name": "at.asitplus.attestation_client", "version": 1}])
+    );
+    assert_eq!(
+        v["signing_digests"],
+        json!(["34b9762c4d6c90d48431940c57bde7314258b26420efe16ac7f7274f0d330ad5"])
+    );
+    assert_eq!(v["os_version"], 130_000);
+    assert_eq!(v["os_patch_level"], 202_303);
+    assert_eq!(v["vendor_patch_level"], 20_230_305);
+    assert_eq!(v["boot_patch_level"], 20_230_305);
+    assert_eq!(v["quirks"], json!(["set-not-sorted"]));
+    // The same challenge in hex and url-safe base64 without padding.
+    assert_eq!(
+        run(&nokia, "hex:1dc028b66cba6415fc7278799af31cdb", at, &app).0,
+        0
+    );
+    assert_eq!(run(&nokia, "b64:HcAotmy6ZBX8cnh5mvMc2w", at, &app).0, 0);
+
+    // Each failed check named: challenge, package, digest, instant, patch level.
+    let fails = |chain: &PathBuf, challenge: &str, at: &str, extra: &[&str]| {
+        let (code, v, err) = run(chain, challenge, at, extra);
+        assert_eq!(code, 1, "{v} {err}");
+        assert_eq!(v["verdict"], "fail");
+        v["reasons"].clone()
+    };
+    assert_eq!(
+        fails(&nokia, "utf8:challenge", at, &app),
+        json!(["challenge-mismatch"])
+    );
+    assert_eq!(
+        fails(
+            &nokia,
+            challenge,
+            at,
+            &["--package", "com.example.other", "--signing-digest", digest]
+        ),
+        json!(["package-mismatch"])
+    );
+    assert_eq!(
+        fails(
+            &nokia,
+            challenge,
+            at,
+            &[
+                "--package",
+                "at.asitplus.attestation_client",
+                "--signing-digest",
+                "hex:00"
+            ]
+        ),
+        json!(["signing-digest-mismatch"])
+    );
+    assert_eq!(
+        fails(&nokia, challenge, "2031-01-01T00:00:00Z", &app),
+        json!(["certificate-expired"])
+    );
+    let mut with_min = app.to_vec();
+    with_min.extend(["--min-patch-level", "2023-04"]);
+    assert_eq!(
+        fails(&nokia, challenge, at, &with_min),
+        json!(["patch-level-too-old"])
+    );
+    with_min[5] = "202303";
+    assert_eq!(run(&nokia, challenge, at, &with_min).0, 0);
+
+    // Revocation: a list naming the Nokia intermediate; Google's sample list.
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = dir.path().join("status.json");
+    std::fs::write(
+        &revoked,
+        r#"{"entries": {"b7655c8cfa44db91bdf418d40b31c08c": {"status": "REVOKED", "reason": "KEY_COMPROMISE"}}}"#,
+    )
+    .unwrap();
+    let mut with_list = app.to_vec();
+    let revoked_arg = revoked.display().to_string();
+    with_list.extend(["--revocations", &revoked_arg]);
+    assert_eq!(
+        fails(&nokia, challenge, at, &with_list),
+        json!(["certificate-revoked"])
+    );
+    let sample = vectors("android/status/google_android-key-attestation_sample_status.json");
+    let sample_arg = sample.display().to_string();
+    with_list[5] = &sample_arg;
+    assert_eq!(run(&nokia, challenge, at, &with_list).0, 0);
+
+    // An unlocked development device: refused unless --allow-unlocked.
+    let akita = chain("ka_akita_sdk34_TEE_EC_NONE");
+    let akita_at = "2024-09-26T22:32:25Z";
+    assert_eq!(
+        fails(&akita, "utf8:challenge", akita_at, &[]),
+        json!(["boot-not-verified", "bootloader-unlocked"])
+    );
+    let (code, v, _) = run(&akita, "utf8:challenge", akita_at, &["--allow-unlocked"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["device_locked"], false);
+    assert_eq!(v["verified_boot_state"], "unverified");
+
+    // A software chain (AOSP root): never hardware. Untrusted with the
+    // built-in roots; with its root trusted, still refused unless
+    // --allow-software, and then not hardware-backed.
+    let marlin = chain("ka_marlin_sdk29_TEE_EC_NONE");
+    let marlin_at = "2019-10-29T00:22:52Z";
+    assert_eq!(
+        fails(
+            &marlin,
+            "utf8:challenge",
+            marlin_at,
+            &["--allow-software", "--allow-unlocked"]
+        ),
+        json!(["certificate-untrusted"])
+    );
+    let roots = vectors("roots");
+    let roots_arg = roots.display().to_string();
+    assert_eq!(
+        fails(
+            &marlin,
+            "utf8:challenge",
+            marlin_at,
+            &["--roots", &roots_arg, "--allow-unlocked"]
+        ),
+        json!(["software-root", "security-level-software"])
+    );
+    let (code, v, err) = run(
+        &marlin,
+        "utf8:challenge",
+        marlin_at,
+        &[
+            "--roots",
+            &roots_arg,
+            "--allow-unlocked",
+            "--allow-software",
+        ],
+    );
+    assert_eq!(code, 0, "{v} {err}");
+    assert_eq!(v["hardware_backed"], false);
+    assert_eq!(v["security_level"], "software");
+
+    // Unusable input: exit 2.
+    let missing = dir.path().join("none.pem");
+    assert_eq!(run(&missing, challenge, at, &[]).0, 2);
+    let not_pem = vectors("android/vectors.json");
+    assert_eq!(run(&not_pem, challenge, at, &[]).0, 2);
+    assert_eq!(run(&nokia, "0x1dc0", at, &[]).0, 2);
+    assert_eq!(run(&nokia, challenge, "yesterday", &[]).0, 2);
+    assert_eq!(
+        run(&nokia, challenge, at, &["--min-patch-level", "2023-13"]).0,
+        2
+    );
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{\"entries\": [").unwrap();
+    let broken_arg = broken.display().to_string();
+    let (code, _, err) = run(&nokia, challenge, at, &["--revocations", &broken_arg]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--revocations"), "{err}");
 }
