@@ -642,25 +642,3 @@ fn flipped_bytes_never_panic_nor_pass() {
         assert!(verify_assertion(&obj, &s.params()).is_err(), "byte {i}");
     }
 }
-
-/// A quick measurement (no criterion):
-/// `cargo test --release -p genuine-platform --test appattest_vectors -- --ignored --nocapture`.
-#[test]
-#[ignore = "measurement; run in release"]
-fn measure() {
-    let atts = attestations();
-    let a = &atts[0];
-    let s = &assertions()[0];
-    let n = 2000;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        assert!(verify_attestation(&a.object, &a.params()).is_ok());
-    }
-    let att = t.elapsed() / n;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        assert!(verify_assertion(&s.object, &s.params()).is_ok());
-    }
-    let asr = t.elapsed() / n;
-    println!("verify_attestation {att:?}, verify_assertion {asr:?} per call");
-}
