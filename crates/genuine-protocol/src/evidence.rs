@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::b64;
 use crate::device::{DeviceKey, DeviceKeyError, DevicePublicKey, EcJwk};
+use crate::platform::{PlatformEvidence, PlatformEvidenceError};
 
 /// The JWS `typ` of evidence.
 pub const EVIDENCE_TYP: &str = "genuine-evidence+jwt";
@@ -135,6 +136,10 @@ pub struct VerifiedEvidence {
     pub proof: [u8; 32],
     /// The decoded binding hash, when given.
     pub binding: Option<[u8; 32]>,
+    /// The typed `platform_evidence`, when given: parsed here once. A
+    /// malformed one does not make the evidence invalid (its reason is
+    /// `platform-attestation-invalid`, decided by the policy).
+    pub platform: Option<Result<PlatformEvidence, PlatformEvidenceError>>,
 }
 
 /// Account, app and API named by a payload, read without trusting it, so that a
@@ -294,17 +299,17 @@ impl ParsedEvidence {
             }
             None => None,
         };
-        if let Some(pe) = &claims.platform_evidence
-            && !pe.get("kind").is_some_and(serde_json::Value::is_string)
-        {
-            return Err(InvalidEvidence::BadField("platform_evidence.kind"));
-        }
+        let platform = claims
+            .platform_evidence
+            .as_ref()
+            .map(PlatformEvidence::parse);
         Ok(VerifiedEvidence {
             device_id: self.key.device_id(),
             key: self.key.clone(),
             claims,
             proof,
             binding,
+            platform,
         })
     }
 }

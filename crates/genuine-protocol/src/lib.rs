@@ -5,6 +5,8 @@
 //! - [`nonce`]: stateless MAC'd challenge nonces (protocol §1).
 //! - [`evidence`] and [`device`]: the device-key-signed evidence JWS (§2).
 //! - [`measure`]: the app digest `elf-exec-segments-sha256/v1` and its proof (§3).
+//! - [`platform`]: typed `platform_evidence` and the platform challenge
+//!   derived from the nonce and the device key.
 //! - [`arc`]: verdict reasons and the opaque `arc` claim (§4, §5).
 //! - [`wire`]: JSON bodies of the attestation plane.
 //!
@@ -55,6 +57,7 @@ pub mod device;
 pub mod evidence;
 pub mod measure;
 pub mod nonce;
+pub mod platform;
 pub mod wire;
 
 pub use arc::{ArcKey, Reason, ReasonSet};
