@@ -11,8 +11,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use genuine_server::store::{
-    AccountRow, AdminTokenRow, ApiRow, ChangeListener, CountKey, DeviceRow, KeyRow, PostgresStore,
-    RegistrationRow, SqliteStore, Store, StoreError,
+    AccountRow, AdminTokenRow, ApiRow, AppAttestKeyRow, AppPlatformRow, ChangeListener, CountKey,
+    DeviceRow, KeyRow, PostgresStore, RegistrationRow, SqliteStore, Store, StoreError,
 };
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
 
@@ -369,6 +369,129 @@ async fn suite(store: &dyn Store) {
     );
     store.put_sketch("a", "day", 9, &[]).await.unwrap();
     assert_eq!(store.sketch("a", "day", 9).await.unwrap(), Some(vec![]));
+
+    // Platform settings per (app, kind), replaced whole.
+    let plat = |app: &str, kind: &str, settings: &str, secret: Option<Vec<u8>>| AppPlatformRow {
+        account: "a".into(),
+        app_id: app.into(),
+        kind: kind.into(),
+        settings: settings.into(),
+        secret_enc: secret,
+        updated_at: 20,
+    };
+    assert!(store.app_platforms("a").await.unwrap().is_empty());
+    store
+        .put_app_platform(&plat("app", "play", "{}", Some(vec![9; 60])))
+        .await
+        .unwrap();
+    store
+        .put_app_platform(&plat("app", "play", r#"{"p":1}"#, Some(vec![8; 60])))
+        .await
+        .unwrap();
+    store
+        .put_app_platform(&plat("app", "apple", r#"{"t":1}"#, None))
+        .await
+        .unwrap();
+    store
+        .put_app_platform(&plat("app2", "android", "{}", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.app_platforms("a").await.unwrap(),
+        vec![
+            plat("app", "apple", r#"{"t":1}"#, None),
+            plat("app", "play", r#"{"p":1}"#, Some(vec![8; 60])),
+            plat("app2", "android", "{}", None),
+        ]
+    );
+    assert!(store.app_platforms("other").await.unwrap().is_empty());
+    assert!(
+        store
+            .delete_app_platform("a", "app2", "android")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_app_platform("a", "app2", "android")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.app_platforms("a").await.unwrap().len(), 2);
+    assert!(matches!(
+        store
+            .put_app_platform(&AppPlatformRow {
+                account: "nobody".into(),
+                ..plat("app", "apple", "{}", None)
+            })
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // App Attest keys per device; the counter only moves up, for its key.
+    let aak = |key: u8, counter: i64| AppAttestKeyRow {
+        account: "a".into(),
+        device_id: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+        app_id: "app".into(),
+        key_id: vec![key; 32],
+        public_key: vec![4; 65],
+        counter,
+        environment: "production".into(),
+        created_at: 30,
+        updated_at: 30,
+    };
+    let dev = "AAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(store.appattest_key("a", dev).await.unwrap(), None);
+    store.put_appattest_key(&aak(1, 0)).await.unwrap();
+    assert_eq!(
+        store.appattest_key("a", dev).await.unwrap(),
+        Some(aak(1, 0))
+    );
+    assert!(
+        store
+            .advance_appattest_counter("a", dev, &[1; 32], 3, 31)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_appattest_counter("a", dev, &[1; 32], 3, 32)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_appattest_counter("a", dev, &[1; 32], 2, 32)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_appattest_counter("a", dev, &[2; 32], 9, 32)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .advance_appattest_counter("b", dev, &[1; 32], 9, 32)
+            .await
+            .unwrap()
+    );
+    let row = store.appattest_key("a", dev).await.unwrap().unwrap();
+    assert_eq!((row.counter, row.updated_at), (3, 31));
+    // A new attestation replaces the device's key and resets the counter.
+    store.put_appattest_key(&aak(2, 0)).await.unwrap();
+    assert_eq!(
+        store.appattest_key("a", dev).await.unwrap(),
+        Some(aak(2, 0))
+    );
+    assert!(
+        !store
+            .advance_appattest_counter("a", dev, &[1; 32], 9, 33)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.appattest_key("other", dev).await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -395,6 +518,15 @@ async fn after_reopen(store: &dyn Store) {
         vec![1; 32]
     );
     assert_eq!(store.sketch("a", "day", 7).await.unwrap(), Some(vec![4, 5]));
+    assert_eq!(store.app_platforms("a").await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .appattest_key("a", "AAAAAAAAAAAAAAAAAAAAAA")
+            .await
+            .unwrap()
+            .map(|k| k.key_id),
+        Some(vec![2; 32])
+    );
 }
 
 #[tokio::test]
@@ -564,6 +696,18 @@ async fn postgres_change_notifications() {
         assert_eq!(next_of(&mut listener, &names).await, acct);
         assert!(node2.delete_device(a, "d").await.unwrap());
         assert_eq!(next_of(&mut listener, &names).await, acct);
+        let platform = AppPlatformRow {
+            account: acct.clone(),
+            app_id: "app".into(),
+            kind: "apple".into(),
+            settings: "{}".into(),
+            secret_enc: None,
+            updated_at: 1,
+        };
+        node2.put_app_platform(&platform).await.unwrap();
+        assert_eq!(next_of(&mut listener, &names).await, acct);
+        assert!(node2.delete_app_platform(a, "app", "apple").await.unwrap());
+        assert_eq!(next_of(&mut listener, &names).await, acct);
         assert!(node2.delete_api(a, "api.x").await.unwrap());
         assert_eq!(next_of(&mut listener, &names).await, acct);
 
@@ -573,6 +717,28 @@ async fn postgres_change_notifications() {
         assert!(!node2.delete_api(a, "api.x").await.unwrap());
         assert!(!node2.delete_device(a, "d").await.unwrap());
         assert!(!node2.delete_registration(a, "none").await.unwrap());
+        assert!(!node2.delete_app_platform(a, "app", "apple").await.unwrap());
+        // App Attest key state is read per attestation, never cached: no notice.
+        node2
+            .put_appattest_key(&AppAttestKeyRow {
+                account: acct.clone(),
+                device_id: "d".into(),
+                app_id: "app".into(),
+                key_id: vec![1; 32],
+                public_key: vec![4; 65],
+                counter: 0,
+                environment: "production".into(),
+                created_at: 1,
+                updated_at: 1,
+            })
+            .await
+            .unwrap();
+        assert!(
+            node2
+                .advance_appattest_counter(a, "d", &[1; 32], 1, 2)
+                .await
+                .unwrap()
+        );
         assert!(node2.rotate_key(&key("k3"), 30, 330).await.is_err());
         assert!(
             node2

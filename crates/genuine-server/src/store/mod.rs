@@ -144,6 +144,48 @@ pub struct DeviceRow {
     pub updated_at: i64,
 }
 
+/// An app's settings for one platform attestation family (`apple`,
+/// `android` or `play`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AppPlatformRow {
+    /// Account.
+    pub account: String,
+    /// App id.
+    pub app_id: String,
+    /// `apple`, `android` or `play`.
+    pub kind: String,
+    /// The settings, as JSON (no secrets).
+    pub settings: String,
+    /// A secret of the settings (Play's decryption key), encrypted under the
+    /// master key.
+    pub secret_enc: Option<Vec<u8>>,
+    /// Last change, Unix seconds.
+    pub updated_at: i64,
+}
+
+/// The App Attest key of one device (installation), after its attestation.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AppAttestKeyRow {
+    /// Account.
+    pub account: String,
+    /// Device id (of the Genuine device key the attestation was bound to).
+    pub device_id: String,
+    /// App id.
+    pub app_id: String,
+    /// App Attest key id: SHA-256 of the public point (32 bytes).
+    pub key_id: Vec<u8>,
+    /// The attested public key: SEC1 uncompressed point (65 bytes).
+    pub public_key: Vec<u8>,
+    /// The highest counter seen.
+    pub counter: i64,
+    /// `development` or `production`.
+    pub environment: String,
+    /// When the key was attested, Unix seconds.
+    pub created_at: i64,
+    /// When the counter last moved, Unix seconds.
+    pub updated_at: i64,
+}
+
 /// One attestation counter cell.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CountKey {
@@ -223,6 +265,39 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_device(&self, account: &str, device_id: &str) -> Result<bool, StoreError>;
     /// The device overrides of an account.
     async fn devices(&self, account: &str) -> Result<Vec<DeviceRow>, StoreError>;
+
+    /// Creates or replaces an app's settings for one platform kind.
+    async fn put_app_platform(&self, row: &AppPlatformRow) -> Result<(), StoreError>;
+    /// Deletes an app's settings for one kind; `false` if there were none.
+    async fn delete_app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+        kind: &str,
+    ) -> Result<bool, StoreError>;
+    /// The platform settings of every app of an account.
+    async fn app_platforms(&self, account: &str) -> Result<Vec<AppPlatformRow>, StoreError>;
+
+    /// The App Attest key of a device.
+    async fn appattest_key(
+        &self,
+        account: &str,
+        device_id: &str,
+    ) -> Result<Option<AppAttestKeyRow>, StoreError>;
+    /// Creates or replaces the App Attest key of a device (after a verified
+    /// attestation).
+    async fn put_appattest_key(&self, row: &AppAttestKeyRow) -> Result<(), StoreError>;
+    /// Moves a device's App Attest counter to `counter` if the stored key is
+    /// `key_id` and its counter is below `counter`, atomically; `Ok(false)`
+    /// otherwise (a replayed or concurrent assertion, or another key).
+    async fn advance_appattest_counter(
+        &self,
+        account: &str,
+        device_id: &str,
+        key_id: &[u8],
+        counter: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 
     /// Adds to attestation counters.
     async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError>;

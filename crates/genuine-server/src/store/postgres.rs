@@ -15,8 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use super::{
-    AccountRow, AdminTokenRow, ApiRow, CountKey, DeviceRow, KeyRow, RegistrationRow, Store,
-    StoreError,
+    AccountRow, AdminTokenRow, ApiRow, AppAttestKeyRow, AppPlatformRow, CountKey, DeviceRow,
+    KeyRow, RegistrationRow, Store, StoreError,
 };
 
 /// The channel on which account changes are announced.
@@ -562,6 +562,125 @@ impl Store for PostgresStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)
+    }
+
+    async fn put_app_platform(&self, row: &AppPlatformRow) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO app_platforms (account, app_id, kind, settings, secret_enc, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account, app_id, kind) DO UPDATE SET \
+             settings = EXCLUDED.settings, secret_enc = EXCLUDED.secret_enc, \
+             updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&row.account)
+        .bind(&row.app_id)
+        .bind(&row.kind)
+        .bind(&row.settings)
+        .bind(&row.secret_enc)
+        .bind(row.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        notify(&mut tx, &row.account).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn delete_app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+        kind: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "DELETE FROM app_platforms WHERE account = $1 AND app_id = $2 AND kind = $3",
+        )
+        .bind(account)
+        .bind(app_id)
+        .bind(kind)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        notify(&mut tx, account).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn app_platforms(&self, account: &str) -> Result<Vec<AppPlatformRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT account, app_id, kind, settings, secret_enc, updated_at FROM app_platforms \
+             WHERE account = $1 ORDER BY app_id, kind",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn appattest_key(
+        &self,
+        account: &str,
+        device_id: &str,
+    ) -> Result<Option<AppAttestKeyRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT account, device_id, app_id, key_id, public_key, counter, environment, \
+             created_at, updated_at FROM appattest_keys WHERE account = $1 AND device_id = $2",
+        )
+        .bind(account)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn put_appattest_key(&self, row: &AppAttestKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO appattest_keys (account, device_id, app_id, key_id, public_key, counter, \
+             environment, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (account, device_id) DO UPDATE SET app_id = EXCLUDED.app_id, \
+             key_id = EXCLUDED.key_id, public_key = EXCLUDED.public_key, \
+             counter = EXCLUDED.counter, environment = EXCLUDED.environment, \
+             created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(&row.account)
+        .bind(&row.device_id)
+        .bind(&row.app_id)
+        .bind(&row.key_id)
+        .bind(&row.public_key)
+        .bind(row.counter)
+        .bind(&row.environment)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn advance_appattest_counter(
+        &self,
+        account: &str,
+        device_id: &str,
+        key_id: &[u8],
+        counter: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE appattest_keys SET counter = $1, updated_at = $2 \
+             WHERE account = $3 AND device_id = $4 AND key_id = $5 AND counter < $1",
+        )
+        .bind(counter)
+        .bind(now)
+        .bind(account)
+        .bind(device_id)
+        .bind(key_id)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError> {

@@ -10,8 +10,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    AccountRow, AdminTokenRow, ApiRow, CountKey, DeviceRow, KeyRow, RegistrationRow, Store,
-    StoreError,
+    AccountRow, AdminTokenRow, ApiRow, AppAttestKeyRow, AppPlatformRow, CountKey, DeviceRow,
+    KeyRow, RegistrationRow, Store, StoreError,
 };
 
 /// [`Store`] on SQLite (WAL journal, `synchronous = FULL`, foreign keys on).
@@ -343,6 +343,117 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)
+    }
+
+    async fn put_app_platform(&self, row: &AppPlatformRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO app_platforms (account, app_id, kind, settings, secret_enc, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, app_id, kind) DO UPDATE SET \
+             settings = excluded.settings, secret_enc = excluded.secret_enc, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&row.account)
+        .bind(&row.app_id)
+        .bind(&row.kind)
+        .bind(&row.settings)
+        .bind(&row.secret_enc)
+        .bind(row.updated_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn delete_app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+        kind: &str,
+    ) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM app_platforms WHERE account = ? AND app_id = ? AND kind = ?")
+                .bind(account)
+                .bind(app_id)
+                .bind(kind)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn app_platforms(&self, account: &str) -> Result<Vec<AppPlatformRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT account, app_id, kind, settings, secret_enc, updated_at FROM app_platforms \
+             WHERE account = ? ORDER BY app_id, kind",
+        )
+        .bind(account)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn appattest_key(
+        &self,
+        account: &str,
+        device_id: &str,
+    ) -> Result<Option<AppAttestKeyRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT account, device_id, app_id, key_id, public_key, counter, environment, \
+             created_at, updated_at FROM appattest_keys WHERE account = ? AND device_id = ?",
+        )
+        .bind(account)
+        .bind(device_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn put_appattest_key(&self, row: &AppAttestKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO appattest_keys (account, device_id, app_id, key_id, public_key, counter, \
+             environment, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (account, device_id) DO UPDATE SET app_id = excluded.app_id, \
+             key_id = excluded.key_id, public_key = excluded.public_key, \
+             counter = excluded.counter, environment = excluded.environment, \
+             created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(&row.account)
+        .bind(&row.device_id)
+        .bind(&row.app_id)
+        .bind(&row.key_id)
+        .bind(&row.public_key)
+        .bind(row.counter)
+        .bind(&row.environment)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    async fn advance_appattest_counter(
+        &self,
+        account: &str,
+        device_id: &str,
+        key_id: &[u8],
+        counter: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE appattest_keys SET counter = ?, updated_at = ? \
+             WHERE account = ? AND device_id = ? AND key_id = ? AND counter < ?",
+        )
+        .bind(counter)
+        .bind(now)
+        .bind(account)
+        .bind(device_id)
+        .bind(key_id)
+        .bind(counter)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn add_counts(&self, counts: &[(CountKey, i64)]) -> Result<(), StoreError> {
