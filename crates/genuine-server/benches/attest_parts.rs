@@ -197,6 +197,7 @@ fn parts(c: &mut Criterion) {
             api_known: true,
             registrations: Some(&regs),
             devices: Some(&devices),
+            platform: None,
         };
         assert!(
             verdict::evaluate(
@@ -283,6 +284,8 @@ async fn service(n: u8, digest: &AppDigest) -> Arc<Service> {
             rate_limiter: None,
             devices: Arc::new(genuine_server::devices::MemoryDevices::new(store)),
             trusted_proxies: genuine_server::clientip::TrustedProxies::default(),
+            platform_roots: genuine_server::platform::PlatformRoots::default(),
+            revocations: Default::default(),
         })
         .expect("service"),
     );

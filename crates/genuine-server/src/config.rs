@@ -46,6 +46,20 @@ pub struct Config {
     /// `X-Forwarded-For` names the client, for rate limits and the `ip`
     /// claim. Empty by default: the socket peer is the client.
     pub trusted_proxies: Vec<String>,
+    /// A PEM file of the App Attest root certificates to trust instead of
+    /// the built-in Apple App Attestation Root CA.
+    pub apple_roots_file: Option<PathBuf>,
+    /// A PEM file of the Android Key Attestation root certificates to trust
+    /// instead of the built-in Google hardware attestation roots.
+    pub android_roots_file: Option<PathBuf>,
+    /// Google's Key Attestation status list (revoked and suspended
+    /// certificates): a file, or an `https://` (or `http://`) URL such as
+    /// `https://android.googleapis.com/attestation/status`, loaded at start
+    /// (the start fails if it cannot be) and, for a URL, fetched again every
+    /// `android_status_refresh_secs`. Unset: revocation is not checked.
+    pub android_status: Option<String>,
+    /// How often a status list URL is fetched again, seconds (3600).
+    pub android_status_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -64,6 +78,10 @@ impl Default for Config {
             challenge_rate_limit: 1000,
             challenge_rate_window_secs: 60,
             trusted_proxies: Vec::new(),
+            apple_roots_file: None,
+            android_roots_file: None,
+            android_status: None,
+            android_status_refresh_secs: 3600,
         }
     }
 }
@@ -147,6 +165,7 @@ impl Config {
                         .map(str::to_owned)
                         .collect();
                 }
+                "GENUINE_ANDROID_STATUS" => self.android_status = Some(v.to_owned()),
                 "GENUINE_CHALLENGE_RATE_LIMIT" => {
                     self.challenge_rate_limit = parse_number("GENUINE_CHALLENGE_RATE_LIMIT", v)?;
                 }
@@ -243,6 +262,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 setting: "replay_capacity",
                 message: "must be at least 1000".into(),
+            });
+        }
+        if !(60..=604_800).contains(&self.android_status_refresh_secs) {
+            return Err(ConfigError::Invalid {
+                setting: "android_status_refresh_secs",
+                message: "must be between 60 and 604800".into(),
+            });
+        }
+        if self.android_status.as_deref().is_some_and(str::is_empty) {
+            return Err(ConfigError::Invalid {
+                setting: "android_status",
+                message: "must be a file or an http(s) URL".into(),
             });
         }
         if let Some(u) = &self.public_url

@@ -41,11 +41,13 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod openapi;
+pub mod platform;
 pub mod policy;
 pub mod ratelimit;
 pub mod redis;
 pub mod replay;
 pub mod service;
+pub mod status;
 pub mod store;
 pub mod verdict;
 
@@ -142,6 +144,8 @@ pub struct Running {
     flusher: JoinHandle<()>,
     /// Cluster mode: the change listener.
     watcher: Option<JoinHandle<()>>,
+    /// Fetches the Key Attestation status list again (a URL configured).
+    status_refresher: Option<JoinHandle<()>>,
     /// Held for the life of the service: one process per data dir.
     _lock: Option<std::fs::File>,
 }
@@ -162,6 +166,9 @@ impl Running {
         self.flusher.abort();
         if let Some(w) = &self.watcher {
             w.abort();
+        }
+        if let Some(r) = &self.status_refresher {
+            r.abort();
         }
         self.service.flush_counters().await;
     }
@@ -268,6 +275,84 @@ fn trusted_proxies(config: &Config) -> Result<TrustedProxies, StartError> {
     })
 }
 
+/// Platform attestation parts from the configuration: roots and the status
+/// list, with the URL to keep fetching it from.
+struct PlatformSetup {
+    roots: platform::PlatformRoots,
+    revocations: Arc<platform::Revocations>,
+    refresh_url: Option<String>,
+}
+
+fn read_roots(
+    file: Option<&Path>,
+    setting: &'static str,
+    built_in: Vec<genuine_platform::x509::TrustAnchor>,
+) -> Result<Vec<genuine_platform::x509::TrustAnchor>, StartError> {
+    let Some(path) = file else {
+        return Ok(built_in);
+    };
+    let pem = std::fs::read_to_string(path).map_err(io(path))?;
+    genuine_platform::x509::TrustAnchor::from_pem(&pem).map_err(|e| {
+        StartError::Config(ConfigError::Invalid {
+            setting,
+            message: format!("{}: {e}", path.display()),
+        })
+    })
+}
+
+async fn platform_setup(config: &Config) -> Result<PlatformSetup, StartError> {
+    let defaults = platform::PlatformRoots::default();
+    let roots = platform::PlatformRoots {
+        apple: read_roots(
+            config.apple_roots_file.as_deref(),
+            "apple_roots_file",
+            defaults.apple,
+        )?,
+        android: read_roots(
+            config.android_roots_file.as_deref(),
+            "android_roots_file",
+            defaults.android,
+        )?,
+    };
+    let (list, refresh_url) = match &config.android_status {
+        None => {
+            tracing::info!(
+                "android_status is not set: Android Key Attestation does not check revocation"
+            );
+            (None, None)
+        }
+        Some(setting) => {
+            let source = status::StatusSource::parse(setting);
+            let list = status::load(&source).await.map_err(|message| {
+                StartError::Config(ConfigError::Invalid {
+                    setting: "android_status",
+                    message,
+                })
+            })?;
+            let url = match source {
+                status::StatusSource::Url(u) => Some(u),
+                status::StatusSource::File(_) => None,
+            };
+            (Some(list), url)
+        }
+    };
+    Ok(PlatformSetup {
+        roots,
+        revocations: Arc::new(platform::Revocations::new(list)),
+        refresh_url,
+    })
+}
+
+fn spawn_status_refresh(config: &Config, setup: &PlatformSetup) -> Option<JoinHandle<()>> {
+    setup.refresh_url.clone().map(|url| {
+        tokio::spawn(status::refresh(
+            url,
+            Duration::from_secs(config.android_status_refresh_secs),
+            setup.revocations.clone(),
+        ))
+    })
+}
+
 /// Starts the service in the mode the configuration selects: cluster mode
 /// when it names a database and a Redis, embedded otherwise.
 ///
@@ -302,6 +387,7 @@ pub async fn start_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Ru
     let lock = lock_data_dir(dir)?;
     let master = load_master_key(&config.master_key_path())?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("genuine.db")).await?);
+    let platform = platform_setup(config).await?;
     let (listener, addr) = bind(config).await?;
     let public_url = config
         .public_url
@@ -323,10 +409,13 @@ pub async fn start_embedded(config: &Config, clock: Arc<dyn Clock>) -> Result<Ru
         rate_limiter,
         devices: Arc::new(MemoryDevices::new(store)),
         trusted_proxies: trusted_proxies(config)?,
+        platform_roots: platform.roots.clone(),
+        revocations: platform.revocations.clone(),
     })?);
     let (admin_token_file, bootstrapped) = bootstrap(&service, dir).await?;
     let mut running = serve(listener, addr, service, admin_token_file, bootstrapped);
     running._lock = Some(lock);
+    running.status_refresher = spawn_status_refresh(config, &platform);
     Ok(running)
 }
 
@@ -414,6 +503,7 @@ pub async fn start_cluster(config: &Config, clock: Arc<dyn Clock>) -> Result<Run
         .start_epoch(clock.now())
         .await
         .map_err(|e| redis::SharedError::Unavailable(e.to_string()))?;
+    let platform = platform_setup(config).await?;
     let (listener, addr) = bind(config).await?;
     let service = Arc::new(Service::new(ServiceParts {
         store,
@@ -426,6 +516,8 @@ pub async fn start_cluster(config: &Config, clock: Arc<dyn Clock>) -> Result<Run
         rate_limiter,
         devices: Arc::new(RedisDevices::new(conn, prefix)),
         trusted_proxies: trusted_proxies(config)?,
+        platform_roots: platform.roots.clone(),
+        revocations: platform.revocations.clone(),
     })?);
     // No cached state until the change listener hears every change.
     service.set_cache_live(false);
@@ -434,6 +526,7 @@ pub async fn start_cluster(config: &Config, clock: Arc<dyn Clock>) -> Result<Run
     let mut running = serve(listener, addr, service, admin_token_file, bootstrapped);
     running._lock = Some(lock);
     running.watcher = Some(watcher);
+    running.status_refresher = spawn_status_refresh(config, &platform);
     Ok(running)
 }
 
@@ -566,6 +659,7 @@ fn serve(
         server,
         flusher,
         watcher: None,
+        status_refresher: None,
         _lock: None,
     }
 }

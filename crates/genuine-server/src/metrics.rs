@@ -27,6 +27,7 @@ pub struct Metrics {
     attestations: Family<Labels, Counter>,
     reasons: Family<Labels, Counter>,
     unknown_signals: Family<Labels, Counter>,
+    platform: Family<Labels, Counter>,
     challenges: Counter,
     store_errors: Counter,
     shared_state_errors: Counter,
@@ -59,6 +60,7 @@ impl Metrics {
         let attestations = Family::<Labels, Counter>::default();
         let reasons = Family::<Labels, Counter>::default();
         let unknown_signals = Family::<Labels, Counter>::default();
+        let platform = Family::<Labels, Counter>::default();
         let challenges = Counter::default();
         let store_errors = Counter::default();
         let latency = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
@@ -109,6 +111,11 @@ impl Metrics {
             unknown_signals.clone(),
         );
         registry.register(
+            "genuine_platform_attestations",
+            "Platform evidence checked, by kind and result (pass, or each failed check)",
+            platform.clone(),
+        );
+        registry.register(
             "genuine_challenges",
             "Challenges issued",
             challenges.clone(),
@@ -128,6 +135,7 @@ impl Metrics {
             attestations,
             reasons,
             unknown_signals,
+            platform,
             challenges,
             store_errors,
             shared_state_errors,
@@ -208,6 +216,17 @@ impl Metrics {
                 *p.entry(key(r)).or_default() += 1;
             }
         }
+    }
+
+    /// Counts one result of a platform evidence check: `pass`, or the code
+    /// of one failed check (a fixed set of names: the label set is bounded).
+    pub fn platform(&self, kind: &'static str, result: &'static str) {
+        self.platform
+            .get_or_create(&vec![
+                ("kind", kind.to_owned()),
+                ("result", result.to_owned()),
+            ])
+            .inc();
     }
 
     /// Counts signals the service does not know (bounded label set).

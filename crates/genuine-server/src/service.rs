@@ -10,6 +10,7 @@ use std::time::Instant;
 use genuine_protocol::evidence::{ParsedEvidence, is_identifier};
 use genuine_protocol::measure::AppDigest;
 use genuine_protocol::nonce::{NonceError, NonceKey};
+use genuine_protocol::platform::{PlatformEvidence, platform_challenge};
 use genuine_protocol::wire::{
     AttestRequest, AttestResponse, ChallengeRequest, ChallengeResponse, Rejection,
 };
@@ -23,6 +24,10 @@ use crate::devices::DeviceCounter;
 use crate::error::ApiError;
 use crate::keys::{KeyError, MasterKey, SigningKey, phantom_kid};
 use crate::metrics::Metrics;
+use crate::platform::{
+    self, AndroidSettings, AppPlatform, AppleSettings, Checked, KeyUpdate, Outcome, PlatformRoots,
+    PlaySettings, Revocations,
+};
 use crate::policy::Policy;
 use crate::ratelimit::{RateDecision, RateLimiter};
 use crate::replay::ReplayGuard;
@@ -79,6 +84,8 @@ pub struct AccountState {
     pub registrations: HashMap<(String, String), Vec<Registration>>,
     /// Device overrides.
     pub devices: HashMap<String, DeviceAction>,
+    /// Platform attestation settings by app id.
+    pub platforms: HashMap<String, AppPlatform>,
 }
 
 /// The claims of every token, valid or decoy: the same names in the same order.
@@ -128,6 +135,8 @@ pub struct Service {
     /// Serialises read-modify-write of policies in this process.
     policy_lock: tokio::sync::Mutex<()>,
     phantom: SigningKey,
+    platform_roots: PlatformRoots,
+    revocations: Arc<Revocations>,
     pub(crate) metrics: Metrics,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -163,6 +172,10 @@ pub struct ServiceParts {
     pub devices: Arc<dyn DeviceCounter>,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: TrustedProxies,
+    /// Trust roots of platform attestation.
+    pub platform_roots: PlatformRoots,
+    /// Google's Key Attestation status list (kept fresh by the caller).
+    pub revocations: Arc<Revocations>,
 }
 
 pub(crate) fn random_id(rng: &SystemRandom, prefix: &str, len: usize) -> Result<String, KeyError> {
@@ -200,6 +213,8 @@ impl Service {
             trusted_proxies: parts.trusted_proxies,
             policy_lock: tokio::sync::Mutex::new(()),
             phantom,
+            platform_roots: parts.platform_roots,
+            revocations: parts.revocations,
             metrics: Metrics::new(),
             clock: parts.clock,
         })
@@ -424,6 +439,37 @@ impl Service {
                 (d.device_id, action)
             })
             .collect();
+        let mut platforms: HashMap<String, AppPlatform> = HashMap::new();
+        for p in self.store.app_platforms(account).await? {
+            let entry = platforms.entry(p.app_id.clone()).or_default();
+            let corrupt = |e: &dyn std::fmt::Display| {
+                tracing::error!(account, app_id = %p.app_id, kind = %p.kind, error = %e,
+                    "stored platform settings are corrupt");
+                ApiError::Internal
+            };
+            match p.kind.as_str() {
+                platform::APPLE => {
+                    let s: AppleSettings =
+                        serde_json::from_str(&p.settings).map_err(|e| corrupt(&e))?;
+                    entry.apple = Some(s.validate().map_err(|e| corrupt(&e))?);
+                }
+                platform::ANDROID => {
+                    let s: AndroidSettings =
+                        serde_json::from_str(&p.settings).map_err(|e| corrupt(&e))?;
+                    entry.android = Some(s.validate().map_err(|e| corrupt(&e))?);
+                }
+                platform::PLAY => {
+                    let s: PlaySettings =
+                        serde_json::from_str(&p.settings).map_err(|e| corrupt(&e))?;
+                    let sealed = p.secret_enc.as_deref().ok_or_else(|| corrupt(&"no key"))?;
+                    let key = self
+                        .master
+                        .open(&platform::play_secret_context(account, &p.app_id), sealed)?;
+                    entry.play = Some(s.validate(&key).map_err(|e| corrupt(&e))?);
+                }
+                other => return Err(corrupt(&format!("unknown kind {other}"))),
+            }
+        }
         Ok(Loaded::State(Arc::new(AccountState {
             name: row.name,
             issuer: self.issuer(account),
@@ -432,6 +478,7 @@ impl Service {
             apis,
             registrations,
             devices,
+            platforms,
         })))
     }
 
@@ -556,12 +603,27 @@ impl Service {
             }
         };
 
+        // Platform attestation: checked whenever present (so App Attest keys
+        // are learnt before the policy requires them), a reason only when
+        // the policy requires it.
+        let platform_checked = match (&verified, &state) {
+            (Some(v), Some(s)) => match &v.platform {
+                Some(pe) => Some(
+                    self.check_platform(s, v, pe, nonce_bytes.as_deref(), nonce_status, now)
+                        .await?,
+                ),
+                None => None,
+            },
+            _ => None,
+        };
+
         let api_state = state.as_ref().and_then(|s| s.apis.get(&api));
         let ctx = VerdictContext {
             policy: state.as_ref().map(|s| s.policy.clone()).unwrap_or_default(),
             api_known: api_state.is_some(),
             registrations: state.as_ref().map(|s| &s.registrations),
             devices: state.as_ref().map(|s| &s.devices),
+            platform: platform_checked.as_ref().map(|c| &c.outcome),
         };
         let verdict = verdict::evaluate(
             &ctx,
@@ -632,10 +694,14 @@ impl Service {
             now.div_euclid(3600),
             started.elapsed().as_secs_f64(),
         );
+        let platform_log = platform_checked.as_ref().map(|c| match &c.outcome {
+            Outcome::Passed => format!("{}: pass", c.kind),
+            Outcome::Failed(codes) => format!("{}: {}", c.kind, codes.join(",")),
+        });
         tracing::info!(
             account = %account, app_id = %app_id, api = %api, did = %did,
             outcome = if verdict.valid { "valid" } else { "decoy" },
-            allowed = verdict.allowed, reasons = ?names, "attestation"
+            allowed = verdict.allowed, reasons = ?names, platform = ?platform_log, "attestation"
         );
         let rejection = (!verdict.valid && ctx.policy.reveal_reasons).then(|| Rejection {
             arc,
@@ -646,6 +712,93 @@ impl Service {
             expires_in: u64::try_from(ttl).unwrap_or(0),
             rejection,
         })
+    }
+
+    /// Checks one piece of platform evidence for an account's app and
+    /// stores what a passed App Attest check changed (only for a fresh
+    /// nonce: a replayed request must not move key state).
+    ///
+    /// # Errors
+    /// [`ApiError::StoreUnavailable`]: no token without the check.
+    async fn check_platform(
+        &self,
+        state: &AccountState,
+        v: &genuine_protocol::evidence::VerifiedEvidence,
+        evidence: &Result<PlatformEvidence, genuine_protocol::platform::PlatformEvidenceError>,
+        nonce_bytes: Option<&[u8]>,
+        nonce: NonceStatus,
+        now: i64,
+    ) -> Result<Checked, ApiError> {
+        let challenge = platform_challenge(nonce_bytes.unwrap_or_default(), &v.key);
+        let stored = match evidence {
+            Ok(PlatformEvidence::AppleAppAttestAssertion { .. }) => self
+                .store
+                .appattest_key(&state.name, &v.device_id)
+                .await
+                .inspect_err(|_| self.metrics.store_error())?
+                // A key attested for another app of this device id is not this app's.
+                .filter(|k| k.app_id == v.claims.app_id),
+            _ => None,
+        };
+        let revocations = self.revocations.get();
+        let mut checked = platform::check(
+            evidence,
+            &platform::CheckInput {
+                challenge: &challenge,
+                settings: state.platforms.get(&v.claims.app_id),
+                stored_key: stored.as_ref(),
+                roots: &self.platform_roots,
+                revocations: revocations.as_deref(),
+                now,
+            },
+        );
+        if checked.outcome == Outcome::Passed
+            && nonce == NonceStatus::Fresh
+            && let Some(update) = &checked.update
+        {
+            match update {
+                KeyUpdate::Attested { .. } => {
+                    if let Some(row) = platform::attested_row(
+                        &state.name,
+                        &v.device_id,
+                        &v.claims.app_id,
+                        update,
+                        now,
+                    ) {
+                        self.store
+                            .put_appattest_key(&row)
+                            .await
+                            .inspect_err(|_| self.metrics.store_error())?;
+                    }
+                }
+                KeyUpdate::Counter { key_id, counter } => {
+                    let moved = self
+                        .store
+                        .advance_appattest_counter(
+                            &state.name,
+                            &v.device_id,
+                            key_id,
+                            i64::from(*counter),
+                            now,
+                        )
+                        .await
+                        .inspect_err(|_| self.metrics.store_error())?;
+                    if !moved {
+                        // A concurrent assertion took this counter first.
+                        checked.outcome = Outcome::Failed(vec!["counter-not-increasing"]);
+                    }
+                }
+            }
+        }
+        match &checked.outcome {
+            Outcome::Passed => self.metrics.platform(checked.kind, "pass"),
+            Outcome::Failed(codes) => {
+                for code in codes {
+                    self.metrics.platform(checked.kind, code);
+                }
+            }
+        }
+        Ok(checked)
     }
 
     /// The published JWKS of an account: every API's active signing key and

@@ -7,6 +7,7 @@ use genuine_protocol::evidence::VerifiedEvidence;
 use genuine_protocol::measure::{AppDigest, ProofVerifier};
 use genuine_protocol::{Reason, ReasonSet};
 
+use crate::platform::Outcome;
 use crate::policy::Policy;
 
 /// Outcome of the nonce checks.
@@ -55,6 +56,9 @@ pub struct VerdictContext<'a> {
     pub registrations: Option<&'a HashMap<(String, String), Vec<Registration>>>,
     /// Device overrides.
     pub devices: Option<&'a HashMap<String, DeviceAction>>,
+    /// The outcome of this evidence's platform attestation (`None`: no
+    /// `platform_evidence`), decided by [`crate::platform::check`].
+    pub platform: Option<&'a Outcome>,
 }
 
 /// The decision.
@@ -151,13 +155,11 @@ pub fn evaluate(
     }
 
     if ctx.policy.require.platform_attestation {
-        // Platform verifiers arrive with the platform-attestation work; until
-        // then present evidence cannot be verified and counts as invalid.
-        reasons.insert(if c.platform_evidence.is_some() {
-            Reason::PlatformAttestationInvalid
-        } else {
-            Reason::PlatformAttestationMissing
-        });
+        match ctx.platform {
+            Some(Outcome::Passed) => {}
+            Some(Outcome::Failed(_)) => reasons.insert(Reason::PlatformAttestationInvalid),
+            None => reasons.insert(Reason::PlatformAttestationMissing),
+        }
     }
 
     let action = ctx.devices.and_then(|d| d.get(&ev.device_id)).copied();
@@ -312,19 +314,25 @@ mod tests {
         let r = regs(None);
         let mut policy = Policy::default();
         policy.require.platform_attestation = true;
-        let ctx = VerdictContext {
+        let ev = evidence(AppDigest([1; 32]));
+        let mut ctx = VerdictContext {
             policy,
             api_known: true,
             registrations: Some(&r),
             devices: None,
+            platform: None,
         };
-        let v = evaluate(
-            &ctx,
-            NonceStatus::Fresh,
-            Some(NONCE),
-            Some(&evidence(AppDigest([1; 32]))),
-            0,
-        );
+        let v = evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 0);
         assert_eq!(v.reasons.names(), vec!["platform-attestation-missing"]);
+        let failed = Outcome::Failed(vec!["nonce-mismatch"]);
+        ctx.platform = Some(&failed);
+        let v = evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 0);
+        assert_eq!(v.reasons.names(), vec!["platform-attestation-invalid"]);
+        ctx.platform = Some(&Outcome::Passed);
+        assert!(evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 0).valid);
+        // Not required: a failed platform attestation is no reason.
+        ctx.policy.require.platform_attestation = false;
+        ctx.platform = Some(&failed);
+        assert!(evaluate(&ctx, NonceStatus::Fresh, Some(NONCE), Some(&ev), 0).valid);
     }
 }
