@@ -2,6 +2,7 @@
 
 #![forbid(unsafe_code)]
 
+mod app_platform;
 mod client;
 mod output;
 mod platform;
@@ -84,7 +85,7 @@ enum Command {
         #[arg(long, default_value = "reason", value_parser = ["reason"])]
         by: String,
     },
-    /// Offline checks of platform attestations (App Attest, Play Integrity).
+    /// Offline checks of platform attestations (App Attest, Android Key Attestation, Play Integrity).
     #[command(subcommand)]
     Platform(platform::PlatformCmd),
     /// Accounts (operator: the admin of the default account).
@@ -163,6 +164,9 @@ enum AppCmd {
         /// Registration id.
         registration_id: String,
     },
+    /// An app's platform attestation settings (App Attest, Key Attestation, Play Integrity).
+    #[command(subcommand)]
+    Platform(app_platform::PlatformSettingsCmd),
 }
 
 #[derive(Debug, Subcommand)]
@@ -593,6 +597,7 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
                 println!("removed registration {registration_id}")
             });
         }
+        Command::App(AppCmd::Platform(cmd)) => app_platform::run(cmd, c, &out).await?,
         Command::Device(DeviceCmd::Allow(a)) => set_device(c, "allow", a, &out).await?,
         Command::Device(DeviceCmd::Block(a)) => set_device(c, "block", a, &out).await?,
         Command::Device(DeviceCmd::Clear { device_id }) => {

@@ -833,6 +833,45 @@ fn admin_field_corpus(c: &mut Corpus) {
     let odd = |more: Value| merged(reg(json!({"app_id": "com.example.odd"})), more);
     e.ok("expiring at the epoch", odd(json!({"expires_at": 0})), 201);
 
+    // Platform settings: one body shape per kind, each value checked.
+    let plat = |kind: &'static str| move || admin("PUT", &format!("apps/{APP}/platform/{kind}"));
+    let mut e = c.at("platform apple", plat("apple"));
+    e.bad("team_id missing", json!({"bundle_id": "b"}), SHAPE);
+    e.bad("team_id a number", json!({"team_id": 1, "bundle_id": "b"}), SHAPE);
+    e.bad("unknown field", json!({"team_id": "T", "bundle_id": "b", "x": 1}), SHAPE);
+    e.bad("a JSON array", json!([1, 2]), SHAPE);
+    e.bad("team_id empty", json!({"team_id": "", "bundle_id": "b"}), FIELD);
+    e.bad("team_id with a newline", json!({"team_id": "T\n", "bundle_id": "b"}), FIELD);
+    e.bad("bundle_id of 256 bytes", json!({"team_id": "T", "bundle_id": "b".repeat(256)}), FIELD);
+    let mut e = c.at("platform android", plat("android"));
+    let android = |more: Value| merged(json!({"package": "p", "signing_digest": hex}), more);
+    e.bad("signing_digest missing", json!({"package": "p"}), SHAPE);
+    e.bad("min_patch_level negative", android(json!({"min_patch_level": -1})), SHAPE);
+    e.bad("allow_unlocked a string", android(json!({"allow_unlocked": "yes"})), SHAPE);
+    e.bad("signing_digest short", android(json!({"signing_digest": &hex[..62]})), FIELD);
+    e.bad("signing_digest base64", android(json!({"signing_digest": b64::encode(&[1; 32])})), FIELD);
+    e.bad("min_patch_level YYYYMMDD", android(json!({"min_patch_level": 20240101})), FIELD);
+    e.bad("package with a space", android(json!({"package": "a b"})), FIELD);
+    let mut e = c.at("platform play", plat("play"));
+    let key32 = data_encoding::BASE64.encode(&[7; 32]);
+    let play = |more: Value| {
+        merged(
+            json!({"package": "p", "decryption_key": key32, "verification_key": b64::encode(&[4; 91])}),
+            more,
+        )
+    };
+    e.bad("decryption_key missing", json!({"package": "p", "verification_key": "AA"}), SHAPE);
+    e.bad("max_age_secs a string", play(json!({"max_age_secs": "5m"})), SHAPE);
+    e.bad("unknown field", play(json!({"decryption_keys": "x"})), SHAPE);
+    e.bad("decryption_key of 16 bytes", play(json!({"decryption_key": b64::encode(&[1; 16])})), FIELD);
+    e.bad("decryption_key not base64", play(json!({"decryption_key": "!!"})), FIELD);
+    e.bad("verification_key not an SPKI", play(json!({})), FIELD);
+    e.bad("device label lower case", play(json!({"device_labels": ["meets"]})), FIELD);
+    e.bad("max_age_secs 0", play(json!({"max_age_secs": 0})), FIELD);
+    e.bad("certificate_digest short", play(json!({"certificate_digest": "ab"})), FIELD);
+    let mut e = c.at("platform kind", plat("safetynet"));
+    e.err("unknown kind", json!({}), 404, NOT_FOUND);
+
     let did = b64::encode(&[5; 16]);
     let mut e = c.at("devices", || admin("PUT", &format!("devices/{did}")));
     e.bad("action missing", json!({"note": "x"}), SHAPE);

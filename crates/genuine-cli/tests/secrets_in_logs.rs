@@ -277,6 +277,30 @@ async fn a_flow_with_trace_logs_leaks_no_secret() {
         assert_eq!(report["valid"], !invalid, "{api}: {report}");
     }
 
+    // Play Integrity settings hold a secret decryption key: accepted once,
+    // refused once (with a bad verification key), shown never.
+    let mut play_key = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut play_key).unwrap();
+    let spki = TestDevice::new().key.public_key().spki_der();
+    for (verification_key, expected) in [
+        (data_encoding::BASE64.encode(&spki), 200),
+        ("AAAA".to_owned(), 400),
+    ] {
+        let (status, v) = p
+            .call(
+                "PUT",
+                "/admin/v1/accounts/default/apps/com.example.secret/platform/play",
+                Some(&boot),
+                Some(json!({
+                    "package": "com.example.secret",
+                    "decryption_key": data_encoding::BASE64.encode(&play_key),
+                    "verification_key": verification_key,
+                })),
+            )
+            .await;
+        assert_eq!(status, expected, "{v}");
+    }
+
     // Failed admin authentication.
     let wrong = "gat_this-is-a-wrong-token-0123456789abcdef";
     let (status, v) = p
@@ -367,6 +391,9 @@ async fn a_flow_with_trace_logs_leaks_no_secret() {
         for f in forms(&b64::decode(s).unwrap()) {
             secrets.push((format!("HS256 secret {i} (another encoding)"), f));
         }
+    }
+    for f in forms(&play_key) {
+        secrets.push(("Play decryption key (some encoding)".into(), f));
     }
     for f in forms(&master) {
         secrets.push(("master key (some encoding)".into(), f));

@@ -12,9 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::devices::Period;
 use crate::error::ApiError;
 use crate::keys::{SigningKey, hash_secret, new_kid, phantom_kid};
+use crate::platform::{self, AndroidSettings, AppleSettings, PlayInput, PlaySettings};
 use crate::policy::Policy;
 use crate::service::{Service, TokenClaims, random_id, seal_context};
-use crate::store::{AccountRow, AdminTokenRow, ApiRow, DeviceRow, KeyRow, RegistrationRow};
+use crate::store::{
+    AccountRow, AdminTokenRow, ApiRow, AppPlatformRow, DeviceRow, KeyRow, RegistrationRow,
+};
 
 /// Admin roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +196,24 @@ pub struct UniqueDevices {
     pub day: u64,
     /// This month.
     pub month: u64,
+}
+
+/// An app's platform attestation settings as the admin plane shows them.
+/// Play's decryption key is never shown: `play.decryption_key_set` says it
+/// is held.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AppPlatformInfo {
+    /// App id.
+    pub app_id: String,
+    /// App Attest settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apple: Option<AppleSettings>,
+    /// Key Attestation settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub android: Option<AndroidSettings>,
+    /// Play Integrity settings (without the decryption key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub play: Option<PlaySettings>,
 }
 
 /// How long after a rotation's last possible token expiry the retired key
@@ -553,6 +574,125 @@ impl Service {
             Ok(())
         } else {
             Err(ApiError::NotFound("registration"))
+        }
+    }
+
+    /// Sets an app's settings for one platform kind (`apple`, `android`,
+    /// `play`) from the JSON body; Play's decryption key is sealed under the
+    /// master key.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidField`] / [`ApiError::InvalidRequest`] naming what
+    /// is wrong; [`ApiError::NotFound`] for an unknown kind.
+    pub async fn set_app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+        kind: &str,
+        body: serde_json::Value,
+    ) -> Result<AppPlatformInfo, ApiError> {
+        check_name("app_id", app_id)?;
+        let shape = |e: serde_json::Error| ApiError::InvalidRequest(e.to_string());
+        let (settings, secret) = match kind {
+            platform::APPLE => {
+                let s: AppleSettings = serde_json::from_value(body).map_err(shape)?;
+                s.validate()?;
+                (serde_json::to_string(&s), None)
+            }
+            platform::ANDROID => {
+                let s: AndroidSettings = serde_json::from_value(body).map_err(shape)?;
+                s.validate()?;
+                (serde_json::to_string(&s), None)
+            }
+            platform::PLAY => {
+                let input: PlayInput = serde_json::from_value(body).map_err(shape)?;
+                let key = genuine_platform::value::decode_base64_any(&input.decryption_key)
+                    .map_err(|_| ApiError::InvalidField {
+                        field: "decryption_key",
+                        message: "must be base64".into(),
+                    })?;
+                input.settings.validate(&key)?;
+                let sealed = self.master.seal(
+                    &self.rng,
+                    &platform::play_secret_context(account, app_id),
+                    &key,
+                )?;
+                (serde_json::to_string(&input.settings), Some(sealed))
+            }
+            _ => return Err(ApiError::NotFound("platform kind (apple, android, play)")),
+        };
+        let row = AppPlatformRow {
+            account: account.to_owned(),
+            app_id: app_id.to_owned(),
+            kind: kind.to_owned(),
+            settings: settings.map_err(|_| ApiError::Internal)?,
+            secret_enc: secret,
+            updated_at: self.clock.now(),
+        };
+        self.store.put_app_platform(&row).await?;
+        self.invalidate(account);
+        tracing::info!(account, app_id, kind, "platform settings set");
+        self.app_platform(account, app_id).await
+    }
+
+    /// An app's platform settings (every kind set).
+    ///
+    /// # Errors
+    /// [`ApiError`] if the store fails or a stored value is corrupt.
+    pub async fn app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+    ) -> Result<AppPlatformInfo, ApiError> {
+        check_name("app_id", app_id)?;
+        let mut info = AppPlatformInfo {
+            app_id: app_id.to_owned(),
+            ..AppPlatformInfo::default()
+        };
+        for row in self.store.app_platforms(account).await? {
+            if row.app_id != app_id {
+                continue;
+            }
+            let corrupt = |_| ApiError::Internal;
+            match row.kind.as_str() {
+                platform::APPLE => {
+                    info.apple = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
+                }
+                platform::ANDROID => {
+                    info.android = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
+                }
+                platform::PLAY => {
+                    info.play = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
+                }
+                _ => return Err(ApiError::Internal),
+            }
+        }
+        Ok(info)
+    }
+
+    /// Removes an app's settings for one kind.
+    ///
+    /// # Errors
+    /// [`ApiError::NotFound`] if there were none.
+    pub async fn remove_app_platform(
+        &self,
+        account: &str,
+        app_id: &str,
+        kind: &str,
+    ) -> Result<(), ApiError> {
+        check_name("app_id", app_id)?;
+        if !platform::SETTINGS_KINDS.contains(&kind) {
+            return Err(ApiError::NotFound("platform kind (apple, android, play)"));
+        }
+        let removed = self
+            .store
+            .delete_app_platform(account, app_id, kind)
+            .await?;
+        self.invalidate(account);
+        if removed {
+            Ok(())
+        } else {
+            Err(ApiError::NotFound("platform settings"))
         }
     }
 

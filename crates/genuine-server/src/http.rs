@@ -141,6 +141,14 @@ pub fn router(service: Arc<Service>) -> Router {
             "/accounts/{account}/devices/{device_id}",
             put(set_device).delete(clear_device),
         )
+        .route(
+            "/accounts/{account}/apps/{app_id}/platform",
+            get(get_app_platform),
+        )
+        .route(
+            "/accounts/{account}/apps/{app_id}/platform/{kind}",
+            put(set_app_platform).delete(remove_app_platform),
+        )
         .route("/accounts/{account}/policy", get(get_policy))
         .route("/accounts/{account}/policy/{key}", put(set_policy))
         .route("/accounts/{account}/tokens/check", post(check_token))
@@ -432,6 +440,42 @@ async fn clear_device(
 ) -> Result<Response, ApiError> {
     who.require(&account, Role::Dev)?;
     s.clear_device(&account, &device_id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn get_app_platform(
+    State(s): Shared,
+    Admin(who): Admin,
+    Path((account, app_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    who.require(&account, Role::Dev)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.app_platform(&account, &app_id).await?,
+    ))
+}
+
+async fn set_app_platform(
+    State(s): Shared,
+    Admin(who): Admin,
+    Path((account, app_id, kind)): Path<(String, String, String)>,
+    Body(body): Body<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    // Settings decide which devices are trusted and hold Play's key.
+    who.require(&account, Role::Admin)?;
+    Ok(json(
+        StatusCode::OK,
+        &s.set_app_platform(&account, &app_id, &kind, body).await?,
+    ))
+}
+
+async fn remove_app_platform(
+    State(s): Shared,
+    Admin(who): Admin,
+    Path((account, app_id, kind)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    who.require(&account, Role::Admin)?;
+    s.remove_app_platform(&account, &app_id, &kind).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
