@@ -120,3 +120,56 @@ pub(crate) fn play_integrity(data: &[u8]) -> bool {
         Err(e) => matches!(e.code(), "key-unwrap" | "decryption"),
     }
 }
+
+/// `android::KeyDescription::parse` over the extension's value (the DER
+/// inside its OCTET STRING), with Google's leniency and strict DER: what
+/// strict DER accepts, the lenient parse accepts too, with the same value and
+/// no quirk; an accepted lenient parse names every quirk it let through.
+pub(crate) fn android_key_description(data: &[u8]) -> bool {
+    use genuine_platform::android::{KeyDescription, Leniency};
+    let google = KeyDescription::parse(data, &Leniency::google());
+    let strict = KeyDescription::parse(data, &Leniency::strict());
+    let unknown = KeyDescription::parse(data, &Leniency::google().unknown_tags(true));
+    match (&google, &strict) {
+        (Ok(g), Ok(s)) => {
+            assert_eq!(g, s, "strict and lenient parses differ");
+            assert!(g.quirks.is_empty(), "a strict parse with quirks");
+        }
+        (Err(_), Ok(_)) => panic!("strict DER accepted what the lenient parse refused"),
+        (Ok(g), Err(_)) => assert!(!g.quirks.is_empty(), "lenient-only input without a quirk"),
+        (Err(e), Err(_)) => assert!(!e.code().is_empty()),
+    }
+    // Skipping unknown tags only ever accepts more.
+    if google.is_ok() {
+        assert_eq!(
+            google, unknown,
+            "unknown-tag leniency changed a known-tag parse"
+        );
+    }
+    google.is_ok()
+}
+
+/// `android::RevocationList::from_json`: every listed serial is found again
+/// by its own name, in upper case and with a leading zero.
+pub(crate) fn android_revocation_list(data: &[u8]) -> bool {
+    use genuine_platform::android::RevocationList;
+    match RevocationList::from_json(data) {
+        Ok(list) => {
+            let mut n = 0;
+            for (serial, entry) in list.iter() {
+                n += 1;
+                assert_eq!(list.get(serial), Some(entry));
+                assert_eq!(
+                    list.get(&format!("0{}", serial.to_uppercase())),
+                    Some(entry)
+                );
+            }
+            assert_eq!(n, list.len());
+            true
+        }
+        Err(e) => {
+            assert!(!e.code().is_empty());
+            false
+        }
+    }
+}

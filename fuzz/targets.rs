@@ -121,8 +121,13 @@ pub(crate) fn evidence(data: &[u8]) -> bool {
     }
     assert_eq!(b64::encode(&v.proof), c.measurement.proof);
     assert_eq!(v.binding.map(|b| b64::encode(&b)), c.binding);
-    if let Some(pe) = &c.platform_evidence {
-        assert!(pe.get("kind").is_some_and(serde_json::Value::is_string));
+    assert_eq!(v.platform.is_some(), c.platform_evidence.is_some());
+    if let Some(Ok(pe)) = &v.platform {
+        // A typed value re-encodes to an object that parses to itself.
+        assert_eq!(
+            genuine_protocol::platform::PlatformEvidence::parse(&pe.to_json()).as_ref(),
+            Ok(pe)
+        );
     }
     assert_eq!(&v.key, parsed.key());
     assert_eq!(v.device_id, v.key.device_id());
@@ -488,4 +493,30 @@ pub(crate) fn jwks(data: &[u8]) -> bool {
         }
     }
     true
+}
+
+// -------------------------------------------------------- platform evidence
+
+/// `PlatformEvidence::parse` of a JSON object: a typed value re-encodes to
+/// an object that parses to the same value, and every refusal has its code.
+pub(crate) fn platform_evidence(data: &[u8]) -> bool {
+    use genuine_protocol::platform::{KINDS, MAX_CHAIN_CERTS, PlatformEvidence};
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(data) else {
+        return false;
+    };
+    match PlatformEvidence::parse(&map) {
+        Ok(pe) => {
+            assert!(KINDS.contains(&pe.kind()));
+            assert_eq!(map.get("kind").and_then(|k| k.as_str()), Some(pe.kind()));
+            if let PlatformEvidence::AndroidKeyAttestation { chain } = &pe {
+                assert!((1..=MAX_CHAIN_CERTS).contains(&chain.len()));
+            }
+            assert_eq!(PlatformEvidence::parse(&pe.to_json()).as_ref(), Ok(&pe));
+            true
+        }
+        Err(e) => {
+            assert!(!e.code().is_empty());
+            false
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Replays the fuzz corpora in `fuzz/corpus/<target>/` through the fuzz target
-//! bodies in `fuzz/targets.rs`, as ordinary tests on the stable toolchain (no
-//! libfuzzer). Fuzzing itself is `cargo +nightly fuzz run <target>` in `fuzz/`.
+//! bodies in `fuzz/targets.rs` and `fuzz/platform_targets.rs`, as ordinary
+//! tests on the stable toolchain (no libfuzzer). Fuzzing itself is
+//! `cargo +nightly fuzz run <target>` in `fuzz/`.
 //!
 //! The test lives in this crate because it depends on both `genuine-protocol`
 //! and `genuine-verify`, as the targets do.
@@ -74,6 +75,14 @@ fn token() {
 #[test]
 fn arc() {
     assert!(replay("arc", targets::arc) > 0, "no valid arc");
+}
+
+#[test]
+fn platform_evidence() {
+    assert!(
+        replay("platform_evidence", targets::platform_evidence) > 0,
+        "no valid platform evidence"
+    );
 }
 
 #[test]
@@ -180,4 +189,50 @@ fn play_integrity() {
         platform_targets::play_integrity,
     );
     assert!(real >= 9, "real tokens parsed up to the key: {real}");
+}
+
+/// The KeyDescription extension value of a PEM chain's leaf.
+fn leaf_key_description(raw: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(raw).unwrap();
+    let chain = genuine_platform::x509::pem_certificates(text).unwrap();
+    let leaf = genuine_platform::x509::parse_leaf(&chain[0]).unwrap();
+    leaf.extensions
+        .into_iter()
+        .find(|e| e.oid == genuine_platform::android::KEY_DESCRIPTION_OID)
+        .unwrap()
+        .value
+}
+
+#[test]
+fn android_key_description() {
+    assert!(
+        replay(
+            "android_key_description",
+            platform_targets::android_key_description
+        ) > 0
+    );
+    let real = replay_vectors(
+        "android/chains",
+        ".pem",
+        leaf_key_description,
+        platform_targets::android_key_description,
+    );
+    assert_eq!(real, 31, "real KeyDescriptions parsed");
+}
+
+#[test]
+fn android_revocation_list() {
+    assert!(
+        replay(
+            "android_revocation_list",
+            platform_targets::android_revocation_list
+        ) > 0
+    );
+    let real = replay_vectors(
+        "android/status",
+        ".json",
+        <[u8]>::to_vec,
+        platform_targets::android_revocation_list,
+    );
+    assert_eq!(real, 2, "real status lists parsed");
 }
