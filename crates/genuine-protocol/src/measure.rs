@@ -68,12 +68,23 @@ pub enum MeasureError {
     /// A digest given as text is not 32 bytes of hex.
     #[error("digest is not 64 hexadecimal digits")]
     BadDigest,
+    /// A segment fed in pieces got more or fewer bytes than its declared
+    /// length, or a segment was begun before the previous one was complete.
+    #[error("segment bytes fed to the digest do not match the segment's length")]
+    SegmentLength,
 }
 
 /// Streaming computation of the app digest, one executable segment at a time.
+///
+/// A segment is given whole ([`Self::add_segment`], the file path) or in
+/// pieces ([`Self::begin_segment`] then [`Self::update_segment`], the SDK's
+/// path, which copies memory through a small buffer); both feed SHA-256 the
+/// same bytes, so the two paths share this one implementation.
 pub struct DigestBuilder {
     ctx: digest::Context,
     segments: usize,
+    /// Bytes still owed to the segment begun last.
+    pending: u64,
 }
 
 impl Default for DigestBuilder {
@@ -89,22 +100,64 @@ impl DigestBuilder {
         Self {
             ctx: digest::Context::new(&digest::SHA256),
             segments: 0,
+            pending: 0,
         }
     }
 
     /// Feeds one executable segment: its `p_vaddr` and its `p_filesz` bytes.
+    ///
+    /// If a segment begun with [`Self::begin_segment`] is still incomplete,
+    /// this one is not added and [`Self::finish`] fails.
     pub fn add_segment(&mut self, vaddr: u64, bytes: &[u8]) {
+        if self.begin_segment(vaddr, bytes.len() as u64).is_ok() {
+            // Cannot fail: exactly the declared length follows.
+            let _ = self.update_segment(bytes);
+        }
+    }
+
+    /// Begins an executable segment at `vaddr` whose `len` (`p_filesz`)
+    /// bytes follow through [`Self::update_segment`], in order, in pieces of
+    /// any size.
+    ///
+    /// # Errors
+    /// [`MeasureError::SegmentLength`] if the previous segment is incomplete.
+    pub fn begin_segment(&mut self, vaddr: u64, len: u64) -> Result<(), MeasureError> {
+        if self.pending != 0 {
+            return Err(MeasureError::SegmentLength);
+        }
         self.ctx.update(&vaddr.to_le_bytes());
-        self.ctx.update(&(bytes.len() as u64).to_le_bytes());
-        self.ctx.update(bytes);
+        self.ctx.update(&len.to_le_bytes());
         self.segments += 1;
+        self.pending = len;
+        Ok(())
+    }
+
+    /// Feeds the next bytes of the segment begun last.
+    ///
+    /// # Errors
+    /// [`MeasureError::SegmentLength`] if they exceed what the segment still owes.
+    pub fn update_segment(&mut self, bytes: &[u8]) -> Result<(), MeasureError> {
+        let n = bytes.len() as u64;
+        if n > self.pending {
+            // Poison the builder: `finish` fails from now on.
+            self.pending = u64::MAX;
+            return Err(MeasureError::SegmentLength);
+        }
+        self.ctx.update(bytes);
+        self.pending -= n;
+        Ok(())
     }
 
     /// The digest.
     ///
     /// # Errors
-    /// [`MeasureError::NoExecutableSegment`] if no segment was added.
+    /// [`MeasureError::NoExecutableSegment`] if no segment was added;
+    /// [`MeasureError::SegmentLength`] if a segment is incomplete or got too
+    /// many bytes.
     pub fn finish(self) -> Result<AppDigest, MeasureError> {
+        if self.pending != 0 {
+            return Err(MeasureError::SegmentLength);
+        }
         if self.segments == 0 {
             return Err(MeasureError::NoExecutableSegment);
         }
@@ -244,6 +297,40 @@ mod tests {
             elf_exec_segments_digest(&code_patched).unwrap(),
             elf_exec_segments_digest(&f).unwrap()
         );
+    }
+
+    #[test]
+    fn segments_fed_in_pieces_give_the_same_digest() {
+        let code: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut whole = DigestBuilder::new();
+        whole.add_segment(0x1000, &code);
+        whole.add_segment(0x9000, b"more");
+        let whole = whole.finish().unwrap();
+        for piece in [1, 7, 4096, 10_000] {
+            let mut b = DigestBuilder::new();
+            b.begin_segment(0x1000, code.len() as u64).unwrap();
+            for chunk in code.chunks(piece) {
+                b.update_segment(chunk).unwrap();
+            }
+            b.begin_segment(0x9000, 4).unwrap();
+            b.update_segment(b"mo").unwrap();
+            b.update_segment(b"re").unwrap();
+            assert_eq!(b.finish().unwrap(), whole, "pieces of {piece}");
+        }
+        // Too few bytes, too many, or a new segment before the last is done.
+        let mut short = DigestBuilder::new();
+        short.begin_segment(0, 3).unwrap();
+        short.update_segment(b"ab").unwrap();
+        assert_eq!(short.finish(), Err(MeasureError::SegmentLength));
+        let mut long = DigestBuilder::new();
+        long.begin_segment(0, 1).unwrap();
+        assert_eq!(long.update_segment(b"ab"), Err(MeasureError::SegmentLength));
+        assert_eq!(long.finish(), Err(MeasureError::SegmentLength));
+        let mut early = DigestBuilder::new();
+        early.begin_segment(0, 1).unwrap();
+        assert_eq!(early.begin_segment(8, 1), Err(MeasureError::SegmentLength));
+        early.add_segment(8, b"x");
+        assert_eq!(early.finish(), Err(MeasureError::SegmentLength));
     }
 
     #[test]
