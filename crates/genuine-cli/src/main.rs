@@ -4,6 +4,8 @@
 
 mod app_platform;
 mod client;
+mod demo;
+mod demo_app;
 mod output;
 mod platform;
 
@@ -94,6 +96,12 @@ enum Command {
     /// Admin tokens of the account.
     #[command(subcommand, name = "admin-token")]
     AdminToken(AdminTokenCmd),
+    /// A guided local walk-through: a throw-away service, the demo app attesting, a protected API,
+    /// and tampered, debugged, preloaded and instrumented runs refused.
+    Demo,
+    /// The demo's app (run by `genuine demo`).
+    #[command(name = "demo-app", hide = true)]
+    DemoApp(demo_app::DemoAppArgs),
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +329,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json_out = cli.json;
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Demo => demo::run(json_out).await,
+        Command::DemoApp(args) => demo_app::run(args).await,
         Command::Platform(cmd) => {
             let token_file = cli
                 .token
@@ -750,7 +760,11 @@ async fn admin(command: Command, c: &AdminClient, json_out: bool) -> anyhow::Res
                 )
             });
         }
-        Command::Serve(_) | Command::Measure { .. } | Command::Platform(_) => {
+        Command::Serve(_)
+        | Command::Measure { .. }
+        | Command::Platform(_)
+        | Command::Demo
+        | Command::DemoApp(_) => {
             return Err(CliError::Usage("this command does not use the admin API".into()).into());
         }
     }
