@@ -340,6 +340,48 @@ pub fn sign_compact(
     Ok(out)
 }
 
+/// Why [`sign_evidence_with`] could not build evidence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SignWithError<E> {
+    /// The header or claims could not be encoded as JSON.
+    #[error("evidence could not be encoded")]
+    Encode,
+    /// The signer failed.
+    #[error("signing the evidence failed: {0}")]
+    Sign(E),
+}
+
+/// Builds evidence with any signer of the device key (a key in memory, or one
+/// in Android Keystore or the Secure Enclave that never leaves it): the
+/// header with `public_key` as its JWK and the claims, signed by `sign`,
+/// which receives the JWS signing input and returns the fixed-size ES256
+/// signature (`r || s`, 64 bytes).
+///
+/// # Errors
+/// [`SignWithError::Sign`] with the signer's error, or
+/// [`SignWithError::Encode`].
+pub fn sign_evidence_with<E>(
+    public_key: &DevicePublicKey,
+    claims: &EvidenceClaims,
+    sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, E>,
+) -> Result<String, SignWithError<E>> {
+    let header = EvidenceHeader {
+        alg: "ES256".into(),
+        typ: EVIDENCE_TYP.into(),
+        jwk: public_key.to_jwk(),
+    };
+    let header = serde_json::to_vec(&header).map_err(|_| SignWithError::Encode)?;
+    let payload = serde_json::to_vec(claims).map_err(|_| SignWithError::Encode)?;
+    let mut out = b64::encode(&header);
+    out.push('.');
+    out.push_str(&b64::encode(&payload));
+    let sig = sign(out.as_bytes()).map_err(SignWithError::Sign)?;
+    out.push('.');
+    out.push_str(&b64::encode(&sig));
+    Ok(out)
+}
+
 /// Builds evidence: the header with the device's public JWK and the claims, signed.
 ///
 /// # Errors
@@ -349,14 +391,8 @@ pub fn sign_evidence(
     rng: &dyn SecureRandom,
     claims: &EvidenceClaims,
 ) -> Result<String, DeviceKeyError> {
-    let header = EvidenceHeader {
-        alg: "ES256".into(),
-        typ: EVIDENCE_TYP.into(),
-        jwk: key.public_key().to_jwk(),
-    };
-    let header = serde_json::to_vec(&header).map_err(|_| DeviceKeyError::SigningFailed)?;
-    let payload = serde_json::to_vec(claims).map_err(|_| DeviceKeyError::SigningFailed)?;
-    sign_compact(key, rng, &header, &payload)
+    sign_evidence_with(key.public_key(), claims, |input| key.sign(rng, input))
+        .map_err(|_| DeviceKeyError::SigningFailed)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use genuine_protocol::b64;
 use genuine_protocol::evidence::{
-    EVIDENCE_TYP, EvidenceClaims, EvidenceHeader, MeasurementClaim, Signals,
+    EvidenceClaims, MeasurementClaim, SignWithError, Signals, sign_evidence_with,
 };
 use genuine_protocol::measure::proof;
 use genuine_protocol::wire::{
@@ -773,28 +773,20 @@ pub(crate) fn backoff_delay(base: Duration, max: Duration, n: u32, frac: f64) ->
     d / 2 + (d / 2).mul_f64(frac)
 }
 
-/// The evidence JWS (protocol §2), signed by any [`DeviceSigner`]: the same
-/// header and payload types as `genuine_protocol::evidence::sign_evidence`,
-/// which needs the private key in memory and so cannot serve hardware keys.
+/// The evidence JWS (protocol §2), signed by any [`DeviceSigner`] through
+/// `genuine_protocol::evidence::sign_evidence_with` (a hardware key never
+/// leaves its store).
 pub(crate) fn build_evidence(
     signer: &dyn DeviceSigner,
     claims: &EvidenceClaims,
 ) -> Result<String, Error> {
-    let header = EvidenceHeader {
-        alg: "ES256".into(),
-        typ: EVIDENCE_TYP.into(),
-        jwk: signer.public_key().to_jwk(),
-    };
-    let encode = |e: serde_json::Error| Error::Internal(format!("encoding evidence: {e}"));
-    let header = serde_json::to_vec(&header).map_err(encode)?;
-    let payload = serde_json::to_vec(claims).map_err(encode)?;
-    let mut out = b64::encode(&header);
-    out.push('.');
-    out.push_str(&b64::encode(&payload));
-    let sig = signer.sign_es256(out.as_bytes())?;
-    out.push('.');
-    out.push_str(&b64::encode(&sig));
-    Ok(out)
+    sign_evidence_with(signer.public_key(), claims, |input| {
+        signer.sign_es256(input)
+    })
+    .map_err(|e| match e {
+        SignWithError::Sign(e) => Error::from(e),
+        _ => Error::Internal("encoding evidence failed".into()),
+    })
 }
 
 #[cfg(test)]
