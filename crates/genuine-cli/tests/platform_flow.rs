@@ -199,6 +199,18 @@ fn vector_field(vector: &str, f: impl Fn(&Value) -> Value) -> Value {
     f(case)
 }
 
+fn akita_package() -> Value {
+    vector_field(AKITA, |c| {
+        c["key_description"]["attestationApplicationId"]["packages"][0]["name"].clone()
+    })
+}
+
+fn akita_digest() -> Value {
+    vector_field(AKITA, |c| {
+        c["key_description"]["attestationApplicationId"]["signatureDigestsSha256_hex"][0].clone()
+    })
+}
+
 fn nokia_digest() -> String {
     vector_field(NOKIA, |c| {
         c["key_description"]["attestationApplicationId"]["signatureDigestsSha256_hex"][0].clone()
@@ -447,6 +459,25 @@ impl Setup {
         }
     }
 
+    /// [`Self::attest`], and the platform checks the service counted for
+    /// this attestation (`kind:result`, from `/metrics` before and after).
+    async fn attest_counted(
+        &self,
+        device: &TestDevice,
+        platform: impl FnOnce(&[u8; 32]) -> Option<PlatformEvidence>,
+    ) -> (Option<Vec<String>>, Vec<String>) {
+        let before = platform_counts(&self.prometheus().await);
+        let verdict = self.attest(device, platform).await;
+        let after = platform_counts(&self.prometheus().await);
+        let mut new = Vec::new();
+        for (cell, n) in after {
+            for _ in before.get(&cell).copied().unwrap_or(0)..n {
+                new.push(cell.clone());
+            }
+        }
+        (verdict, new)
+    }
+
     async fn prometheus(&self) -> String {
         self.svc
             .http
@@ -460,18 +491,26 @@ impl Setup {
     }
 }
 
-fn invalid() -> Option<Vec<String>> {
-    Some(vec!["platform-attestation-invalid".to_owned()])
+/// A refusal for platform attestation, with the checks the service counted
+/// (`kind:check`) for it.
+fn refused(counted: &[&str]) -> (Option<Vec<String>>, Vec<String>) {
+    (
+        Some(vec!["platform-attestation-invalid".to_owned()]),
+        counted.iter().map(|c| (*c).to_owned()).collect(),
+    )
 }
 
-/// `genuine_platform_attestations` for a kind and result.
-fn counted(metrics: &str, kind: &str, result: &str) -> u64 {
-    let needle =
-        format!("genuine_platform_attestations_total{{kind=\"{kind}\",result=\"{result}\"}} ");
+/// Every `genuine_platform_attestations_total` cell, as `kind:result` → count.
+fn platform_counts(metrics: &str) -> std::collections::BTreeMap<String, u64> {
     metrics
         .lines()
-        .find_map(|l| l.strip_prefix(&needle))
-        .map_or(0, |n| n.trim().parse().unwrap())
+        .filter_map(|l| l.strip_prefix("genuine_platform_attestations_total{kind=\""))
+        .filter_map(|l| {
+            let (kind, rest) = l.split_once("\",result=\"")?;
+            let (result, n) = rest.split_once("\"} ")?;
+            Some((format!("{kind}:{result}"), n.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -495,14 +534,14 @@ async fn app_attest_attestation_then_assertions() {
     );
     // An assertion before any attestation: the key is unknown.
     assert_eq!(
-        s.attest(&device, |c| Some(
+        s.attest_counted(&device, |c| Some(
             PlatformEvidence::AppleAppAttestAssertion {
                 key_id: key.id,
                 assertion: key.assertion(c, 1),
             }
         ))
         .await,
-        invalid()
+        refused(&["apple-app-attest-assertion:key-unknown"])
     );
     // The attestation of a key for this nonce and device key: valid.
     let mut kept = Vec::new();
@@ -520,12 +559,12 @@ async fn app_attest_attestation_then_assertions() {
     );
     // The same object again with a new nonce: its challenge is the old one.
     assert_eq!(
-        s.attest(&device, |_| Some(PlatformEvidence::AppleAppAttest {
+        s.attest_counted(&device, |_| Some(PlatformEvidence::AppleAppAttest {
             key_id: key.id,
             attestation: kept.clone(),
         }))
         .await,
-        invalid()
+        refused(&["apple-app-attest:nonce-mismatch"])
     );
     // Assertions: the counter must climb.
     let assert_with = |counter: u32| {
@@ -538,19 +577,25 @@ async fn app_attest_attestation_then_assertions() {
         }
     };
     assert_eq!(s.attest(&device, assert_with(1)).await, None);
-    assert_eq!(s.attest(&device, assert_with(1)).await, invalid());
+    assert_eq!(
+        s.attest_counted(&device, assert_with(1)).await,
+        refused(&["apple-app-attest-assertion:counter-not-increasing"])
+    );
     assert_eq!(s.attest(&device, assert_with(5)).await, None);
-    assert_eq!(s.attest(&device, assert_with(3)).await, invalid());
+    assert_eq!(
+        s.attest_counted(&device, assert_with(3)).await,
+        refused(&["apple-app-attest-assertion:counter-not-increasing"])
+    );
     // An assertion over another challenge (a replayed assertion): refused.
     assert_eq!(
-        s.attest(&device, |_| Some(
+        s.attest_counted(&device, |_| Some(
             PlatformEvidence::AppleAppAttestAssertion {
                 key_id: key.id,
                 assertion: key.assertion(&[0; 32], 9),
             }
         ))
         .await,
-        invalid()
+        refused(&["apple-app-attest-assertion:signature-invalid"])
     );
 
     // Another device key cannot use this device's attestation or key: the
@@ -562,14 +607,17 @@ async fn app_attest_attestation_then_assertions() {
         key.attestation(&s.apple, &c, PRODUCTION)
     };
     assert_eq!(
-        s.attest(&thief, |_| Some(PlatformEvidence::AppleAppAttest {
+        s.attest_counted(&thief, |_| Some(PlatformEvidence::AppleAppAttest {
             key_id: key.id,
             attestation: stolen,
         }))
         .await,
-        invalid()
+        refused(&["apple-app-attest:nonce-mismatch"])
     );
-    assert_eq!(s.attest(&thief, assert_with(50)).await, invalid());
+    assert_eq!(
+        s.attest_counted(&thief, assert_with(50)).await,
+        refused(&["apple-app-attest-assertion:key-unknown"])
+    );
     // The device's own key still works after the thief's attempts.
     assert_eq!(s.attest(&device, assert_with(6)).await, None);
 
@@ -582,7 +630,10 @@ async fn app_attest_attestation_then_assertions() {
         })
     };
     let dev_device = TestDevice::new();
-    assert_eq!(s.attest(&dev_device, dev_attest).await, invalid());
+    assert_eq!(
+        s.attest_counted(&dev_device, dev_attest).await,
+        refused(&["apple-app-attest:environment-not-allowed"])
+    );
     s.svc
         .admin(
             "PUT",
@@ -599,34 +650,11 @@ async fn app_attest_attestation_then_assertions() {
             Some(json!({"team_id": "OTHERTEAM1", "bundle_id": BUNDLE})),
         )
         .await;
-    assert_eq!(s.attest(&device, assert_with(7)).await, invalid());
+    assert_eq!(
+        s.attest_counted(&device, assert_with(7)).await,
+        refused(&["apple-app-attest-assertion:rp-id-mismatch"])
+    );
 
-    let m = s.prometheus().await;
-    assert!(counted(&m, "apple-app-attest", "pass") >= 2, "{m}");
-    assert!(
-        counted(&m, "apple-app-attest", "nonce-mismatch") >= 2,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "apple-app-attest", "environment-not-allowed") >= 1,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "apple-app-attest-assertion", "key-unknown") >= 2,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "apple-app-attest-assertion", "counter-not-increasing") >= 2,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "apple-app-attest-assertion", "signature-invalid") >= 1,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "apple-app-attest-assertion", "rp-id-mismatch") >= 1,
-        "{m}"
-    );
     s.svc.stop().await;
 }
 
@@ -729,29 +757,56 @@ async fn android_key_attestation() {
     );
     // A chain made for another challenge (another nonce, or another device key).
     assert_eq!(
-        s.attest(&device, |_| Some(android_chain(&s, NOKIA, &[1; 32])))
+        s.attest_counted(&device, |_| Some(android_chain(&s, NOKIA, &[1; 32])))
             .await,
-        invalid()
+        refused(&["android-key-attestation:challenge-mismatch"])
     );
     let other = TestDevice::new();
     let nonce = s.svc.challenge("default", APP).await;
     let for_device = platform_challenge(&b64::decode(&nonce).unwrap(), device.key.public_key());
     assert_eq!(
-        s.attest(&other, |_| Some(android_chain(&s, NOKIA, &for_device)))
+        s.attest_counted(&other, |_| Some(android_chain(&s, NOKIA, &for_device)))
             .await,
-        invalid()
+        refused(&["android-key-attestation:challenge-mismatch"])
     );
-    // An unlocked development device: refused unless allowed.
+    // An unlocked development device, with its own package and digest
+    // configured: refused for its boot state alone, and passes once allowed.
+    let akita = json!({"package": akita_package(), "signing_digest": akita_digest()});
+    s.svc
+        .admin(
+            "PUT",
+            &format!("apps/{APP}/platform/android"),
+            Some(akita.clone()),
+        )
+        .await;
+    assert_eq!(
+        s.attest_counted(&device, |c| Some(android_chain(&s, AKITA, c)))
+            .await,
+        refused(&[
+            "android-key-attestation:boot-not-verified",
+            "android-key-attestation:bootloader-unlocked"
+        ])
+    );
+    let mut relaxed = akita;
+    relaxed["allow_unlocked"] = json!(true);
+    s.svc
+        .admin(
+            "PUT",
+            &format!("apps/{APP}/platform/android"),
+            Some(relaxed),
+        )
+        .await;
     assert_eq!(
         s.attest(&device, |c| Some(android_chain(&s, AKITA, c)))
             .await,
-        invalid()
+        None
     );
+    set_android(&s, json!({})).await;
     // A chain under a root the service does not trust.
     let rogue_root = Ca::root("Rogue Root");
     let rogue = rogue_root.intermediate("Rogue CA", &[9]);
     assert_eq!(
-        s.attest(&device, |c| {
+        s.attest_counted(&device, |c| {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
             let leaf = rogue.leaf(&key, KEY_DESCRIPTION_OID, key_description(NOKIA, c));
             Some(PlatformEvidence::AndroidKeyAttestation {
@@ -759,7 +814,7 @@ async fn android_key_attestation() {
             })
         })
         .await,
-        invalid()
+        refused(&["android-key-attestation:certificate-untrusted"])
     );
     // Settings: another package, then a patch level the device lacks.
     s.svc
@@ -770,29 +825,21 @@ async fn android_key_attestation() {
         )
         .await;
     assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, NOKIA, c)))
+        s.attest_counted(&device, |c| Some(android_chain(&s, NOKIA, c)))
             .await,
-        invalid()
+        refused(&["android-key-attestation:package-mismatch"])
     );
     set_android(&s, json!({"min_patch_level": 209912})).await;
     assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, NOKIA, c)))
+        s.attest_counted(&device, |c| Some(android_chain(&s, NOKIA, c)))
             .await,
-        invalid()
+        refused(&["android-key-attestation:patch-level-too-old"])
     );
-    let m = s.prometheus().await;
-    let k = "android-key-attestation";
-    assert!(counted(&m, k, "pass") >= 1, "{m}");
-    assert!(counted(&m, k, "challenge-mismatch") >= 2, "{m}");
-    assert!(counted(&m, k, "bootloader-unlocked") >= 1, "{m}");
-    assert!(counted(&m, k, "certificate-untrusted") >= 1, "{m}");
-    assert!(counted(&m, k, "package-mismatch") >= 1, "{m}");
-    assert!(counted(&m, k, "patch-level-too-old") >= 1, "{m}");
     s.svc.stop().await;
 }
 
 #[tokio::test]
-async fn android_unlocked_allowed_and_revoked_intermediate() {
+async fn android_revoked_intermediate() {
     // The status list names the test intermediate: every chain through it fails.
     let serial = data_encoding::HEXLOWER.encode(&ANDROID_INTERMEDIATE_SERIAL);
     let status = json!({"entries": {serial: {"status": "REVOKED", "reason": "KEY_COMPROMISE"}}});
@@ -801,37 +848,9 @@ async fn android_unlocked_allowed_and_revoked_intermediate() {
     let device = TestDevice::new();
     set_android(&s, json!({})).await;
     assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, NOKIA, c)))
+        s.attest_counted(&device, |c| Some(android_chain(&s, NOKIA, c)))
             .await,
-        invalid()
-    );
-    let m = s.prometheus().await;
-    assert!(
-        counted(&m, "android-key-attestation", "certificate-revoked") >= 1,
-        "{m}"
-    );
-    s.svc.stop().await;
-
-    // Without the list, an unlocked device passes once allowed.
-    let s = setup(None).await;
-    s.svc.policy("require.platform_attestation", true).await;
-    let akita_package = vector_field(AKITA, |c| {
-        c["key_description"]["attestationApplicationId"]["packages"][0]["name"].clone()
-    });
-    let akita_digest = vector_field(AKITA, |c| {
-        c["key_description"]["attestationApplicationId"]["signatureDigestsSha256_hex"][0].clone()
-    });
-    s.svc
-        .admin(
-            "PUT",
-            &format!("apps/{APP}/platform/android"),
-            Some(json!({"package": akita_package, "signing_digest": akita_digest, "allow_unlocked": true})),
-        )
-        .await;
-    assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, AKITA, c)))
-            .await,
-        None
+        refused(&["android-key-attestation:certificate-revoked"])
     );
     s.svc.stop().await;
 }
@@ -918,15 +937,15 @@ async fn play_integrity() {
     // A verdict for another request, a device without integrity, a stale
     // verdict, another signing certificate, a tampered token.
     assert_eq!(
-        s.attest(&device, |_| play(
+        s.attest_counted(&device, |_| play(
             token(&[3; 32], false, &|_| {}),
             PlayRequest::Standard
         ))
         .await,
-        invalid()
+        refused(&["play-integrity:request-hash-mismatch"])
     );
     assert_eq!(
-        s.attest(&device, |c| play(
+        s.attest_counted(&device, |c| play(
             token(
                 c,
                 false,
@@ -935,19 +954,19 @@ async fn play_integrity() {
             PlayRequest::Standard
         ))
         .await,
-        invalid()
+        refused(&["play-integrity:device-integrity"])
     );
     assert_eq!(
-        s.attest(&device, |c| play(
+        s.attest_counted(&device, |c| play(
             token(c, false, &|p| p["requestDetails"]["timestampMillis"] =
                 json!(((T0 - 3600) * 1000).to_string())),
             PlayRequest::Standard
         ))
         .await,
-        invalid()
+        refused(&["play-integrity:stale"])
     );
     assert_eq!(
-        s.attest(&device, |c| play(
+        s.attest_counted(&device, |c| play(
             token(
                 c,
                 false,
@@ -956,10 +975,10 @@ async fn play_integrity() {
             PlayRequest::Standard
         ))
         .await,
-        invalid()
+        refused(&["play-integrity:certificate-digest-mismatch"])
     );
     assert_eq!(
-        s.attest(&device, |c| {
+        s.attest_counted(&device, |c| {
             let t = token(c, false, &|_| {});
             let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
             let mut ct = b64::decode(&parts[3]).unwrap();
@@ -968,33 +987,17 @@ async fn play_integrity() {
             play(parts.join("."), PlayRequest::Standard)
         })
         .await,
-        invalid()
+        refused(&["play-integrity:decryption"])
     );
     // A standard token presented as classic: the nonce is absent.
     assert_eq!(
-        s.attest(&device, |c| play(
+        s.attest_counted(&device, |c| play(
             token(c, false, &|_| {}),
             PlayRequest::Classic
         ))
         .await,
-        invalid()
+        refused(&["play-integrity:nonce-mismatch"])
     );
-    let m = s.prometheus().await;
-    assert!(counted(&m, "play-integrity", "pass") >= 2, "{m}");
-    assert!(
-        counted(&m, "play-integrity", "request-hash-mismatch") >= 1,
-        "{m}"
-    );
-    assert!(
-        counted(&m, "play-integrity", "device-integrity") >= 1,
-        "{m}"
-    );
-    assert!(counted(&m, "play-integrity", "stale") >= 1, "{m}");
-    assert!(
-        counted(&m, "play-integrity", "certificate-digest-mismatch") >= 1,
-        "{m}"
-    );
-    assert!(counted(&m, "play-integrity", "nonce-mismatch") >= 1, "{m}");
     s.svc.stop().await;
 }
 
@@ -1002,31 +1005,39 @@ async fn play_integrity() {
 async fn platform_evidence_without_the_policy_and_malformed_evidence() {
     let s = setup(None).await;
     let device = TestDevice::new();
-    // Not required, no settings: platform evidence that fails is no reason.
+    // Not required, no settings: platform evidence that fails is counted,
+    // and is no reason.
     assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, NOKIA, c)))
+        s.attest_counted(&device, |c| Some(android_chain(&s, NOKIA, c)))
             .await,
-        None
-    );
-    let m = s.prometheus().await;
-    assert_eq!(
-        counted(&m, "android-key-attestation", "not-configured"),
-        1,
-        "{m}"
+        (
+            None,
+            vec!["android-key-attestation:not-configured".to_owned()]
+        )
     );
     s.svc.policy("require.platform_attestation", true).await;
     assert_eq!(
-        s.attest(&device, |c| Some(android_chain(&s, NOKIA, c)))
+        s.attest_counted(&device, |c| Some(android_chain(&s, NOKIA, c)))
             .await,
-        invalid()
+        refused(&["android-key-attestation:not-configured"])
     );
     // Malformed or unknown platform evidence: still a token, reason invalid.
-    for bad in [
-        json!({"kind": "safetynet", "jws": "x"}),
-        json!({"kind": "android-key-attestation", "chain": "not a list"}),
-        json!({"kind": "apple-app-attest", "key_id": "AA", "attestation": "AA"}),
-        json!({"no-kind": true}),
+    for (bad, counted) in [
+        (
+            json!({"kind": "safetynet", "jws": "x"}),
+            "unknown:kind-unknown",
+        ),
+        (
+            json!({"kind": "android-key-attestation", "chain": "not a list"}),
+            "unknown:evidence-malformed",
+        ),
+        (
+            json!({"kind": "apple-app-attest", "key_id": "AA", "attestation": "AA"}),
+            "unknown:evidence-base64",
+        ),
+        (json!({"no-kind": true}), "unknown:kind-missing"),
     ] {
+        let before = platform_counts(&s.prometheus().await);
         let nonce = s.svc.challenge("default", APP).await;
         let mut a = Attempt::new(APP, API, digest(1));
         a.platform_evidence = bad.as_object().cloned();
@@ -1037,12 +1048,13 @@ async fn platform_evidence_without_the_policy_and_malformed_evidence() {
             json!(["platform-attestation-invalid"]),
             "{bad}"
         );
+        let after = platform_counts(&s.prometheus().await);
+        assert_eq!(
+            after.get(counted).copied().unwrap_or(0),
+            before.get(counted).copied().unwrap_or(0) + 1,
+            "{bad}"
+        );
     }
-    let m = s.prometheus().await;
-    assert!(counted(&m, "unknown", "kind-unknown") >= 1, "{m}");
-    assert!(counted(&m, "unknown", "kind-missing") >= 1, "{m}");
-    assert!(counted(&m, "unknown", "evidence-malformed") >= 1, "{m}");
-    assert!(counted(&m, "unknown", "evidence-base64") >= 1, "{m}");
     s.svc.stop().await;
 }
 
