@@ -233,7 +233,7 @@ pub fn is_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
 }
 
-fn check_name(field: &'static str, s: &str) -> Result<(), ApiError> {
+pub(crate) fn check_name(field: &'static str, s: &str) -> Result<(), ApiError> {
     if is_name(s) {
         Ok(())
     } else {
@@ -635,7 +635,7 @@ impl Service {
         self.app_platform(account, app_id).await
     }
 
-    /// An app's platform settings (every kind set).
+    /// An app's platform settings (every kind set), from the account state.
     ///
     /// # Errors
     /// [`ApiError`] if the store fails or a stored value is corrupt.
@@ -645,29 +645,17 @@ impl Service {
         app_id: &str,
     ) -> Result<AppPlatformInfo, ApiError> {
         check_name("app_id", app_id)?;
-        let mut info = AppPlatformInfo {
+        // The account state holds the settings as checked when they were loaded.
+        let state = self.state(account).await?.ok_or(ApiError::AccountUnknown)?;
+        let p = state.platforms.get(app_id);
+        Ok(AppPlatformInfo {
             app_id: app_id.to_owned(),
-            ..AppPlatformInfo::default()
-        };
-        for row in self.store.app_platforms(account).await? {
-            if row.app_id != app_id {
-                continue;
-            }
-            let corrupt = |_| ApiError::Internal;
-            match row.kind.as_str() {
-                platform::APPLE => {
-                    info.apple = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
-                }
-                platform::ANDROID => {
-                    info.android = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
-                }
-                platform::PLAY => {
-                    info.play = Some(serde_json::from_str(&row.settings).map_err(corrupt)?);
-                }
-                _ => return Err(ApiError::Internal),
-            }
-        }
-        Ok(info)
+            apple: p.and_then(|p| p.apple.as_ref()).map(|a| a.settings.clone()),
+            android: p
+                .and_then(|p| p.android.as_ref())
+                .map(|a| a.settings.clone()),
+            play: p.and_then(|p| p.play.as_ref()).map(|a| a.settings.clone()),
+        })
     }
 
     /// Removes an app's settings for one kind.

@@ -22,6 +22,7 @@ use genuine_protocol::b64;
 use genuine_protocol::platform::{PlatformEvidence, PlatformEvidenceError, PlayRequest};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::check_name;
 use crate::error::ApiError;
 use crate::store::AppAttestKeyRow;
 
@@ -182,17 +183,11 @@ fn hex32(field: &'static str, text: &str) -> Result<[u8; 32], ApiError> {
         .ok_or_else(|| invalid(field, "must be 64 hexadecimal digits (a SHA-256)"))
 }
 
-fn ident(field: &'static str, text: &str) -> Result<(), ApiError> {
-    if genuine_protocol::evidence::is_identifier(text) && !text.contains(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err(invalid(field, "must be 1 to 255 characters without spaces"))
-    }
-}
-
 /// Verified `apple` settings.
 #[derive(Debug, Clone)]
 pub struct Apple {
+    /// The stored settings.
+    pub settings: AppleSettings,
     /// `TEAMID.bundle.id`.
     pub app_id: String,
     /// Allowed environments.
@@ -205,9 +200,10 @@ impl AppleSettings {
     /// # Errors
     /// [`ApiError::InvalidField`] naming the bad field.
     pub fn validate(&self) -> Result<Apple, ApiError> {
-        ident("team_id", &self.team_id)?;
-        ident("bundle_id", &self.bundle_id)?;
+        check_name("team_id", &self.team_id)?;
+        check_name("bundle_id", &self.bundle_id)?;
         Ok(Apple {
+            settings: self.clone(),
             app_id: format!("{}.{}", self.team_id, self.bundle_id),
             environment: if self.allow_development {
                 EnvironmentPolicy::Any
@@ -233,7 +229,7 @@ impl AndroidSettings {
     /// # Errors
     /// [`ApiError::InvalidField`] naming the bad field.
     pub fn validate(&self) -> Result<Android, ApiError> {
-        ident("package", &self.package)?;
+        check_name("package", &self.package)?;
         let signing_digest = hex32("signing_digest", &self.signing_digest)?;
         if let Some(p) = self.min_patch_level
             && !(190_001..=999_912).contains(&p)
@@ -271,7 +267,7 @@ impl PlaySettings {
     /// # Errors
     /// [`ApiError::InvalidField`] naming the bad field.
     pub fn validate(&self, decryption_key: &[u8]) -> Result<Play, ApiError> {
-        ident("package", &self.package)?;
+        check_name("package", &self.package)?;
         let spki = decode_base64_any(&self.verification_key)
             .map_err(|_| invalid("verification_key", "must be base64"))?;
         let keys = Keys::new(decryption_key, &spki).map_err(|e| match e {
@@ -522,33 +518,4 @@ pub fn play_secret_context(account: &str, app_id: &str) -> String {
         b64::encode(account.as_bytes()),
         b64::encode(app_id.as_bytes())
     )
-}
-
-/// The key row an attested key becomes.
-#[must_use]
-pub fn attested_row(
-    account: &str,
-    device_id: &str,
-    app_id: &str,
-    update: &KeyUpdate,
-    now: i64,
-) -> Option<AppAttestKeyRow> {
-    match update {
-        KeyUpdate::Attested {
-            key_id,
-            public_key,
-            environment,
-        } => Some(AppAttestKeyRow {
-            account: account.to_owned(),
-            device_id: device_id.to_owned(),
-            app_id: app_id.to_owned(),
-            key_id: key_id.to_vec(),
-            public_key: public_key.clone(),
-            counter: 0,
-            environment: environment.as_str().to_owned(),
-            created_at: now,
-            updated_at: now,
-        }),
-        KeyUpdate::Counter { .. } => None,
-    }
 }

@@ -31,7 +31,7 @@ use crate::platform::{
 use crate::policy::Policy;
 use crate::ratelimit::{RateDecision, RateLimiter};
 use crate::replay::ReplayGuard;
-use crate::store::{ApiRow, Store};
+use crate::store::{ApiRow, AppAttestKeyRow, Store};
 use crate::verdict::{self, DeviceAction, NonceStatus, Registration, VerdictContext};
 
 /// The source of time. Everything that decides reads time from here.
@@ -757,19 +757,26 @@ impl Service {
             && let Some(update) = &checked.update
         {
             match update {
-                KeyUpdate::Attested { .. } => {
-                    if let Some(row) = platform::attested_row(
-                        &state.name,
-                        &v.device_id,
-                        &v.claims.app_id,
-                        update,
-                        now,
-                    ) {
-                        self.store
-                            .put_appattest_key(&row)
-                            .await
-                            .inspect_err(|_| self.metrics.store_error())?;
-                    }
+                KeyUpdate::Attested {
+                    key_id,
+                    public_key,
+                    environment,
+                } => {
+                    let row = AppAttestKeyRow {
+                        account: state.name.clone(),
+                        device_id: v.device_id.clone(),
+                        app_id: v.claims.app_id.clone(),
+                        key_id: key_id.to_vec(),
+                        public_key: public_key.clone(),
+                        counter: 0,
+                        environment: environment.as_str().to_owned(),
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    self.store
+                        .put_appattest_key(&row)
+                        .await
+                        .inspect_err(|_| self.metrics.store_error())?;
                 }
                 KeyUpdate::Counter { key_id, counter } => {
                     let moved = self
