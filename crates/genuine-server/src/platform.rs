@@ -376,6 +376,14 @@ pub struct CheckInput<'a> {
     pub now: i64,
 }
 
+fn passed(kind: &'static str, update: Option<KeyUpdate>) -> Checked {
+    Checked {
+        kind,
+        outcome: Outcome::Passed,
+        update,
+    }
+}
+
 fn failed(kind: &'static str, codes: Vec<&'static str>) -> Checked {
     Checked {
         kind,
@@ -410,15 +418,14 @@ pub fn check(
                 .environment(apple.environment)
                 .roots(&input.roots.apple);
             match appattest::verify_attestation(attestation, &params) {
-                Ok(a) => Checked {
+                Ok(a) => passed(
                     kind,
-                    outcome: Outcome::Passed,
-                    update: Some(KeyUpdate::Attested {
+                    Some(KeyUpdate::Attested {
                         key_id: a.key_id,
                         public_key: a.public_key,
                         environment: a.environment,
                     }),
-                },
+                ),
                 Err(r) => failed(kind, r.reasons.iter().map(|e| e.code()).collect()),
             }
         }
@@ -440,14 +447,13 @@ pub fn check(
                 previous,
             );
             match appattest::verify_assertion(assertion, &params) {
-                Ok(a) => Checked {
+                Ok(a) => passed(
                     kind,
-                    outcome: Outcome::Passed,
-                    update: Some(KeyUpdate::Counter {
+                    Some(KeyUpdate::Counter {
                         key_id: *key_id,
                         counter: a.counter,
                     }),
-                },
+                ),
                 Err(r) => failed(kind, r.reasons.iter().map(|e| e.code()).collect()),
             }
         }
@@ -461,18 +467,10 @@ pub fn check(
                 .roots(&input.roots.android)
                 .allow_software(a.settings.allow_software)
                 .allow_unlocked(a.settings.allow_unlocked);
-            if let Some(list) = input.revocations {
-                params = params.revocations(list);
-            }
-            if let Some(p) = a.settings.min_patch_level {
-                params = params.min_os_patch_level(p);
-            }
+            params.revocations = input.revocations;
+            params.min_os_patch_level = a.settings.min_patch_level;
             match android::verify(chain, &params) {
-                Ok(_) => Checked {
-                    kind,
-                    outcome: Outcome::Passed,
-                    update: None,
-                },
+                Ok(_) => passed(kind, None),
                 Err(r) => failed(kind, r.reasons.iter().map(|e| e.code()).collect()),
             }
         }
@@ -496,11 +494,7 @@ pub fn check(
             let at = std::time::UNIX_EPOCH
                 + std::time::Duration::from_secs(u64::try_from(input.now).unwrap_or(0));
             match playintegrity::verify(token, &p.keys, &expected, at) {
-                Ok(v) if v.is_valid() => Checked {
-                    kind,
-                    outcome: Outcome::Passed,
-                    update: None,
-                },
+                Ok(v) if v.is_valid() => passed(kind, None),
                 Ok(v) => failed(kind, v.reasons.iter().map(|r| r.code()).collect()),
                 Err(e) => failed(kind, vec![e.code()]),
             }
